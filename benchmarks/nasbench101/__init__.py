@@ -1,0 +1,6 @@
+"""NAS-Bench-101 without TensorFlow: model specs, the graph hash and the tabular benchmark."""
+
+from benchmarks.errors import OutOfDomainError
+from benchmarks.nasbench101.model_spec import ModelSpec
+
+__all__ = ["ModelSpec", "OutOfDomainError"]
