@@ -2,5 +2,6 @@
 
 from benchmarks.errors import OutOfDomainError
 from benchmarks.nasbench101.model_spec import ModelSpec
+from benchmarks.nasbench101.table import NASBench101
 
-__all__ = ["ModelSpec", "OutOfDomainError"]
+__all__ = ["ModelSpec", "NASBench101", "OutOfDomainError"]

@@ -36,4 +36,3 @@ def graph_hash(matrix: np.ndarray, labels: Sequence[int]) -> str:
             for v in vertices
         ]
     return _md5(str(sorted(hashes)))
-

@@ -51,9 +51,7 @@ class ModelSpec:
         if original.ndim != 2 or original.shape[0] != original.shape[1]:
             raise OutOfDomainError(f"adjacency matrix must be square, got shape {original.shape}")
         if original.shape[0] != len(ops):
-            raise OutOfDomainError(
-                f"adjacency matrix has {original.shape[0]} vertices but {len(ops)} ops were given"
-            )
+            raise OutOfDomainError(f"adjacency matrix has {original.shape[0]} vertices but {len(ops)} ops were given")
         if len(ops) < 2:
             raise OutOfDomainError(f"a cell needs at least an input and an output, got ops {ops}")
         if not np.isin(original, (0, 1)).all():
@@ -76,7 +74,9 @@ class ModelSpec:
         self.matrix = original[np.ix_(live, live)]
         self.ops = [ops[v] for v in live]
         if len(self.ops) > MAX_VERTICES:
-            raise OutOfDomainError(f"{len(self.ops)} vertices after pruning; NAS-Bench-101 allows at most {MAX_VERTICES}")
+            raise OutOfDomainError(
+                f"{len(self.ops)} vertices after pruning; NAS-Bench-101 allows at most {MAX_VERTICES}"
+            )
         if self.num_edges > MAX_EDGES:
             raise OutOfDomainError(f"{self.num_edges} edges after pruning; NAS-Bench-101 allows at most {MAX_EDGES}")
         self._hash: str | None = None

@@ -148,7 +148,8 @@ class SearchSpace:
         ops = tuple(int(i) for i in _softmax(op_alphas).argmax(axis=-1))
         searched = dict(zip(self.choice_input_nodes, input_alphas))
         parents = tuple(
-            self.fixed_parents[node] if node in self.fixed_parents
+            self.fixed_parents[node]
+            if node in self.fixed_parents
             else _top_k(_softmax(searched[node]), self.num_parents[node - 1])
             for node in range(1, self.num_choice_nodes + 1)
         )
@@ -231,7 +232,9 @@ class SearchSpace:
     def _check_choice(self, choice: CellChoice) -> None:
         n = self.num_choice_nodes
         if len(choice.ops) != n or len(choice.parents) != n or any(not 0 <= o < len(PRIMITIVES) for o in choice.ops):
-            raise OutOfDomainError(f"space {self.number} needs {n} op indices in 0..2 and {n} parent sets, got {choice}")
+            raise OutOfDomainError(
+                f"space {self.number} needs {n} op indices in 0..2 and {n} parent sets, got {choice}"
+            )
         for node, parents in enumerate((*choice.parents, choice.output_parents), start=1):
             if tuple(sorted(parents)) not in self.parent_choices(node):
                 where = "output" if node == n + 1 else f"node {node}"

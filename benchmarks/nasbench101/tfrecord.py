@@ -1,0 +1,111 @@
+"""TFRecord files without TensorFlow (SPEC §2): framing, masked CRC32C, a reader and a writer.
+
+A record is: uint64 little-endian payload length, uint32 masked CRC32C of those 8 bytes, the
+payload, uint32 masked CRC32C of the payload. The reader checks both checksums.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from benchmarks.cache import atomic_write
+from benchmarks.errors import DataFileError
+
+_HEADER = struct.Struct("<QI")
+_FOOTER = struct.Struct("<I")
+_MASK_DELTA = 0xA282EAD8
+FETCH_HINT = "python -m harness fetch nasbench101"
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+def crc32c_pure(data: bytes) -> int:
+    """CRC32C (Castagnoli) in pure Python, table-driven: the fallback when `crc32c` is missing (slow)."""
+    table = _CRC_TABLE
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+_CRC_TABLE = _crc32c_table()
+try:
+    from crc32c import crc32c
+except ImportError:  # pragma: no cover - exercised only where the package is missing
+    crc32c = crc32c_pure
+
+
+def masked_crc32c(data: bytes) -> int:
+    """The masked CRC32C TFRecord stores: rotate right by 15 bits, add 0xa282ead8 (mod 2^32)."""
+    crc = crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def corrupt_record_error(path: str | os.PathLike, offset: int, problem: str) -> DataFileError:
+    """The error for a bad record: names the file and the record's byte offset, and the fix."""
+    return DataFileError(
+        f"{path}: record at byte offset {offset}: {problem}; the file is corrupt: delete it and "
+        f"download it again (`{FETCH_HINT}`)"
+    )
+
+
+def iter_records(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
+    """Yield (byte offset of the record in the file, payload) for every record of a TFRecord file.
+
+    Raises `DataFileError` (naming the file and the offset) on a truncated record or a CRC mismatch.
+    """
+    path = Path(path)
+    with open(path, "rb", buffering=1 << 20) as f:
+        read = f.read
+        offset = 0
+        while header := read(_HEADER.size):
+            if len(header) < _HEADER.size:
+                raise corrupt_record_error(path, offset, f"truncated header ({len(header)} of 12 bytes)")
+            length, length_crc = _HEADER.unpack(header)
+            if masked_crc32c(header[:8]) != length_crc:
+                raise corrupt_record_error(path, offset, "CRC mismatch in the length field")
+            body = read(length + _FOOTER.size)
+            if len(body) < length + _FOOTER.size:
+                raise corrupt_record_error(
+                    path, offset, f"truncated record (the file ends {len(body)} bytes into a {length + 4}-byte body)"
+                )
+            payload = body[:length]
+            if masked_crc32c(payload) != _FOOTER.unpack_from(body, length)[0]:
+                raise corrupt_record_error(path, offset, "CRC mismatch in the payload")
+            yield offset, payload
+            offset += _HEADER.size + length + _FOOTER.size
+
+
+def encode_record(payload: bytes) -> bytes:
+    """One framed record: header (length + its masked CRC), payload, masked CRC of the payload."""
+    length = struct.pack("<Q", len(payload))
+    return length + _FOOTER.pack(masked_crc32c(length)) + payload + _FOOTER.pack(masked_crc32c(payload))
+
+
+def write_tfrecord(path: str | os.PathLike, payloads: Iterable[bytes]) -> int:
+    """Write `payloads` as a TFRecord file, atomically (nothing is left at `path` on error).
+
+    Returns the number of records written.
+    """
+    count = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal count
+        with open(tmp, "wb", buffering=1 << 20) as f:
+            for payload in payloads:
+                f.write(encode_record(payload))
+                count += 1
+
+    atomic_write(path, write)
+    return count

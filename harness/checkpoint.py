@@ -1,0 +1,71 @@
+"""End-of-epoch checkpoints: everything a killed run needs to resume to the same result."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.cache import atomic_write
+from benchmarks.errors import HarnessError
+
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(HarnessError):
+    """A checkpoint that is corrupt or belongs to another run configuration."""
+
+
+def config_digest(resolved: dict[str, Any]) -> str:
+    """A short digest of a resolved run configuration (what makes two runs the same run)."""
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def rng_state() -> dict[str, Any]:
+    """The global torch RNG states (CPU, and CUDA when in use)."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, digest: str, epoch: int, model: torch.nn.Module, optimizer_state: dict) -> None:
+    """Write the state after epoch `epoch` (0-based) atomically."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "config_digest": digest,
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer_state,
+        "rng": rng_state(),
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: Path, digest: str) -> dict[str, Any]:
+    """Read a checkpoint (tensors on the CPU), checking that it is intact and belongs to the
+    configuration `digest`."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(err).__name__}: {err}). It was left as it is: "
+            "restore it, or delete it to restart this run from epoch 0."
+        ) from err
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a harness checkpoint of format {CHECKPOINT_FORMAT}")
+    if payload["config_digest"] != digest:
+        raise CheckpointError(
+            f"checkpoint {path} belongs to a different configuration than {path.parent / 'config.json'}; "
+            "delete the run directory or use another --out."
+        )
+    return payload

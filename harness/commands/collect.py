@@ -1,0 +1,36 @@
+"""`python -m harness collect`: all runs of a results folder in one tidy table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def collect_to_files(results_dir: Path) -> tuple[Path, Path, int]:
+    """Write RESULTS_DIR/all_epochs.parquet and .csv; returns their paths and the row count."""
+    from harness.results import COLLECTED_FILE, collect, write_table
+
+    frame = collect(results_dir)
+    parquet, csv = results_dir / f"{COLLECTED_FILE}.parquet", results_dir / f"{COLLECTED_FILE}.csv"
+    write_table(parquet, frame)
+    write_table(csv, frame)
+    return parquet, csv, len(frame)
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from harness.results import read_status, run_directories
+
+    results_dir = Path(args.results_dir)
+    parquet, csv, rows = collect_to_files(results_dir)
+    print(f"{parquet} (+ {csv.name}): {rows} rows")
+    for run_dir in run_directories(results_dir):
+        status = read_status(run_dir) or {"state": "not started", "epochs_completed": 0, "epochs": "?"}
+        detail = f": {status['error']}" if status.get("error") else ""
+        print(f"  {run_dir.name}: {status['state']} ({status['epochs_completed']}/{status['epochs']} epochs){detail}")
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("collect", help="gather all runs' epoch tables into one (parquet + CSV)")
+    parser.add_argument("results_dir")
+    parser.set_defaults(handler=_collect)

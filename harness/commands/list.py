@@ -1,0 +1,40 @@
+"""`python -m harness list`: the search spaces, optimizers and presets available."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+
+
+def _list(args: argparse.Namespace) -> int:
+    import optimizers
+    from benchmarks.nasbench1shot1.spaces import SEARCH_SPACES
+    from harness.config import PRESETS
+
+    for plugin in args.plugin:
+        optimizers.load_plugin(plugin)
+    print("Search spaces (NAS-Bench-1Shot1):")
+    for number, space in SEARCH_SPACES.items():
+        print(
+            f"  {number}: {space.num_choice_nodes} choice nodes, {space.num_alphas} architecture parameters, "
+            f"{space.num_models:,} distinct NAS-Bench-101 models, best test error {space.reference_best_test_error:.4f}"
+        )
+    print("Optimizers:")
+    width = max(len(name) for name in optimizers.available())
+    for name in optimizers.available():
+        doc = inspect.getdoc(optimizers.get(name)) or ""
+        print(f"  {name:<{width}}  {doc.splitlines()[0] if doc else ''}")
+    print("Presets: " + ", ".join(PRESETS))
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("list", help="list search spaces (with sizes), optimizers and presets")
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="FILE.py",
+        help="also list the optimizers a plug-in file registers",
+    )
+    parser.set_defaults(handler=_list)

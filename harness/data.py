@@ -1,0 +1,175 @@
+"""CIFAR-10 for the search: the "python version" files, the 50/50 split, GPU-resident batches.
+
+The whole split lives on the run's device as uint8; batches are gathered and augmented there
+(random crop 32 with 4 pixels of zero padding, horizontal flip, normalisation), deterministic
+for a (seed, epoch) pair, so a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import pickle
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from benchmarks.errors import DataFileError, MissingFileError
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_BYTES = 170_498_071
+CIFAR10_FOLDER = "cifar-10-batches-py"
+TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
+CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)
+CIFAR10_STD = (0.24703233, 0.24348505, 0.26158768)
+PADDING = 4
+
+
+def ensure_cifar10(root: str | Path, download: bool = True) -> Path:
+    """The `cifar-10-batches-py` folder under `root`, downloaded and unpacked there if missing.
+
+    An existing folder is used as is (no checksum: pre-extracted copies may differ from the
+    official archive); the downloaded archive is checked for size and MD5.
+    """
+    folder = Path(root) / CIFAR10_FOLDER
+    if folder.is_dir():
+        return folder
+    if not download:
+        raise MissingFileError(
+            f"CIFAR-10 not found: {folder} does not exist. Pass --data DIR with DIR/{CIFAR10_FOLDER}/, "
+            "or let the harness download it."
+        )
+    from harness.download import download as fetch
+
+    archive = fetch(CIFAR10_URL, Path(root) / "cifar-10-python.tar.gz", expected_size=CIFAR10_BYTES, md5=CIFAR10_MD5)
+    with tarfile.open(archive, "r:gz") as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith(CIFAR10_FOLDER + "/") and m.isfile()]
+        tar.extractall(Path(root), members=members)
+    return folder
+
+
+def read_cifar10_train(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The 50,000 training images (N, 3, 32, 32) uint8 and labels (N,) int64 of a
+    `cifar-10-batches-py` folder, in file order."""
+    folder = Path(folder)
+    images, labels = [], []
+    for name in TRAIN_FILES:
+        path = folder / name
+        if not path.is_file():
+            raise MissingFileError(f"CIFAR-10 file {path} is missing: delete {folder} and download CIFAR-10 again")
+        try:
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="latin1")
+            data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            batch_labels = np.asarray(batch["labels"], dtype=np.int64)
+        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as err:
+            raise DataFileError(
+                f"CIFAR-10 file {path} is corrupt or truncated ({err!r}): delete {folder} and download it again"
+            ) from err
+        if len(data) != len(batch_labels):
+            raise DataFileError(f"CIFAR-10 file {path} has {len(data)} images but {len(batch_labels)} labels")
+        images.append(data)
+        labels.append(batch_labels)
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def search_split(num_images: int, train_portion: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of search-train (the first half) and search-valid (the rest), as the reference."""
+    split = int(np.floor(train_portion * num_images))
+    return np.arange(split), np.arange(split, num_images)
+
+
+class ImageSplit:
+    """One split on a device, as zero-padded uint8 (N, 3, 40, 40) images and (N,) labels."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, device: torch.device | str):
+        padded = np.pad(images, ((0, 0), (0, 0), (PADDING, PADDING), (PADDING, PADDING)))
+        self.images = torch.from_numpy(padded).to(device)
+        self.labels = torch.from_numpy(labels).to(device)
+        self.device = self.images.device
+        self._mean = torch.tensor(CIFAR10_MEAN, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(CIFAR10_STD, device=self.device).view(1, 3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, indices: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """Images (B, 3, 32, 32) float32 normalised, labels (B,); augmented when a generator is given."""
+        size = 32
+        count = len(indices)
+        arange = torch.arange(size, device=self.device)
+        if generator is None:
+            offsets = torch.full((count, 2), PADDING, device=self.device)
+            flips = torch.zeros(count, dtype=torch.bool, device=self.device)
+        else:
+            offsets = torch.randint(0, 2 * PADDING + 1, (count, 2), generator=generator, device=self.device)
+            flips = torch.rand(count, generator=generator, device=self.device) < 0.5
+        rows = offsets[:, :1] + arange
+        cols = offsets[:, 1:] + torch.where(flips[:, None], arange.flip(0), arange)
+        crops = self.images[
+            indices[:, None, None, None],
+            torch.arange(3, device=self.device)[None, :, None, None],
+            rows[:, None, :, None],
+            cols[:, None, None, :],
+        ]
+        return (crops.float().div_(255) - self._mean) / self._std, self.labels[indices]
+
+
+class SearchData:
+    """Search-train and search-valid splits with per-epoch shuffled, augmented batches."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        seed: int,
+        device: torch.device | str,
+        train_portion: float = 0.5,
+    ):
+        train_idx, valid_idx = search_split(len(images), train_portion)
+        if len(train_idx) < batch_size or len(valid_idx) < batch_size:
+            raise ValueError(f"{len(images)} images are too few for two splits of batch size {batch_size}")
+        self.train = ImageSplit(images[train_idx], labels[train_idx], device)
+        self.valid = ImageSplit(images[valid_idx], labels[valid_idx], device)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.device = self.train.device
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches per epoch: ceil(len(search-train) / batch_size), the last one possibly smaller."""
+        return -(-len(self.train) // self.batch_size)
+
+    def _generator(self, epoch: int, stream: int) -> torch.Generator:
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed((self.seed * 1_000_003 + epoch) * 4 + stream)
+        return generator
+
+    def epoch(self, epoch: int) -> Iterator[tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]]:
+        """The (search-train batch, search-valid batch) pairs of epoch `epoch`, augmented."""
+        shuffle, augment = self._generator(epoch, 0), self._generator(epoch, 1)
+        train_order = torch.randperm(len(self.train), generator=shuffle, device=self.device)
+        valid_order = torch.randperm(len(self.valid), generator=shuffle, device=self.device)
+        for step in range(self.steps_per_epoch):
+            chunk = slice(step * self.batch_size, (step + 1) * self.batch_size)
+            train_indices = train_order[chunk]
+            valid_indices = valid_order[chunk] if chunk.start < len(valid_order) else valid_order[: len(train_indices)]
+            yield self.train.batch(train_indices, augment), self.valid.batch(valid_indices, augment)
+
+    def valid_batches(self, batch_size: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        """All of search-valid in order, without augmentation."""
+        size = batch_size or self.batch_size
+        for start in range(0, len(self.valid), size):
+            yield self.valid.batch(torch.arange(start, min(start + size, len(self.valid)), device=self.device), None)
+
+    def fixed_valid_batches(self, epoch: int, count: int = 1) -> list[tuple[Tensor, Tensor]]:
+        """`count` distinct augmented search-valid batches drawn for `epoch` (the Hessian's, and
+        the one ENAS scores its samples on); the same for the same (seed, epoch)."""
+        generator = self._generator(epoch, 2)
+        order = torch.randperm(len(self.valid), generator=generator, device=self.device)
+        size = self.batch_size
+        return [self.valid.batch(order[i * size : (i + 1) * size], generator) for i in range(count)]

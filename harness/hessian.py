@@ -1,0 +1,232 @@
+"""The Hessian of an architecture objective w.r.t. the architecture parameters, and its
+dominant eigenvalue (SPEC §6).
+
+Methods (all exact up to float rounding; n = 24 / 26 / 35):
+- "rows": the gradient graph is built once; each of the n Hessian-vector products is one
+  double backward through it (on CUDA replayed as a captured CUDA graph);
+- "lanczos": the dominant eigenvalue directly, by Lanczos with full reorthogonalisation on those
+  products, stopped when the residual bound of the top Ritz value falls below `tolerance`
+  (relative) or after n products, where it is exact;
+- "forward-over-reverse" / "reverse-over-reverse": all n products in one vmapped pass
+  (`torch.func.jvp` of `torch.func.grad`, or a double backward with batched grad outputs); fast
+  for small models, memory-hungry at paper scale.
+BatchNorm layers use batch statistics, as in train mode, but their running statistics are left
+untouched, so computing the Hessian does not change the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.func import grad, jvp, vmap
+
+Method = Literal["rows", "lanczos", "forward-over-reverse", "reverse-over-reverse"]
+METHODS: tuple[str, ...] = ("rows", "lanczos", "forward-over-reverse", "reverse-over-reverse")
+FULL_HESSIAN_METHODS: tuple[str, ...] = ("rows", "forward-over-reverse", "reverse-over-reverse")
+LANCZOS_TOLERANCE = 1e-7
+
+
+@contextlib.contextmanager
+def batch_statistics_only(model: nn.Module) -> Iterator[None]:
+    """Inside, BatchNorm layers normalise with batch statistics and do not update running ones."""
+    saved = []
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            saved.append(
+                (
+                    module,
+                    module.running_mean,
+                    module.running_var,
+                    module.num_batches_tracked,
+                    module.track_running_stats,
+                )
+            )
+            module.running_mean = module.running_var = module.num_batches_tracked = None
+            module.track_running_stats = False
+    try:
+        yield
+    finally:
+        for module, mean, var, tracked, track in saved:
+            module.running_mean, module.running_var, module.num_batches_tracked = mean, var, tracked
+            module.track_running_stats = track
+
+
+def _flat(objective: Callable[[Sequence[Tensor]], Tensor], params: Sequence[Tensor]) -> tuple[Callable, Tensor]:
+    shapes = [p.shape for p in params]
+    sizes = [p.numel() for p in params]
+
+    def flat_objective(theta: Tensor) -> Tensor:
+        return objective([chunk.view(shape) for chunk, shape in zip(theta.split(sizes), shapes)])
+
+    return flat_objective, torch.cat([p.detach().reshape(-1) for p in params])
+
+
+class HessianVectorProducts:
+    """v -> H v for the Hessian H (n, n) of `objective` at `params`, the gradient graph built once.
+
+    On CUDA, the double backward is captured as a CUDA graph after its first (eager) call and
+    replayed for every further product.
+    """
+
+    def __init__(self, objective: Callable[[Sequence[Tensor]], Tensor], params: Sequence[Tensor], graphs: bool = True):
+        flat_objective, theta = _flat(objective, params)
+        self.theta = theta.requires_grad_()
+        (self.gradient,) = torch.autograd.grad(flat_objective(self.theta), self.theta, create_graph=True)
+        self.size = theta.numel()
+        self.use_graphs = graphs and theta.is_cuda
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.calls = 0
+
+    def _product(self, direction: Tensor) -> Tensor:
+        return torch.autograd.grad(self.gradient, self.theta, direction, retain_graph=True)[0]
+
+    def __call__(self, direction: Tensor) -> Tensor:
+        """H @ direction for a direction (n,) on the parameters' device; returns (n,)."""
+        self.calls += 1
+        if not self.use_graphs:
+            return self._product(direction)
+        if self.graph is None:
+            if self.calls == 1:
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    result = self._product(direction)
+                torch.cuda.current_stream().wait_stream(side)
+                return result
+            self.static_direction = direction.clone()
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.static_product = self._product(self.static_direction)
+        self.static_direction.copy_(direction)
+        self.graph.replay()
+        return self.static_product.clone()
+
+
+def lanczos_top_eigenvalue(
+    products: Callable[[Tensor], Tensor], size: int, like: Tensor, tolerance: float = LANCZOS_TOLERANCE
+) -> float:
+    """The largest eigenvalue of a symmetric operator given by its products (float64 bookkeeping).
+
+    Full reorthogonalisation; stops when |beta_k * s_k| <= tolerance * |theta| for the top Ritz
+    pair (theta, s), which bounds the distance of theta to an eigenvalue, or after `size` steps
+    (then the Ritz values are the spectrum). The start vector is fixed, so results repeat.
+    """
+    basis = torch.zeros(size, size + 1, dtype=torch.float64)
+    start = torch.linspace(1.0, 2.0, size, dtype=torch.float64)
+    basis[:, 0] = start / start.norm()
+    alphas: list[float] = []
+    betas: list[float] = []
+    top = 0.0
+    for k in range(size):
+        w = products(basis[:, k].to(like)).double().cpu()
+        alphas.append(float(basis[:, k] @ w))
+        w -= basis[:, : k + 1] @ (basis[:, : k + 1].T @ w)
+        w -= basis[:, : k + 1] @ (basis[:, : k + 1].T @ w)
+        beta = float(w.norm())
+        tridiagonal = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+        if betas:
+            off = torch.tensor(betas, dtype=torch.float64)
+            tridiagonal += torch.diag(off, 1) + torch.diag(off, -1)
+        values, vectors = torch.linalg.eigh(tridiagonal)
+        top = float(values[-1])
+        if beta * abs(float(vectors[-1, -1])) <= tolerance * max(abs(top), 1e-30) or beta == 0.0:
+            break
+        betas.append(beta)
+        basis[:, k + 1] = w / beta
+    return top
+
+
+def hessian(
+    objective: Callable[[Sequence[Tensor]], Tensor],
+    params: Sequence[Tensor],
+    method: Method = "forward-over-reverse",
+    chunk_size: int | None = None,
+) -> Tensor:
+    """The exact Hessian (n, n) of a scalar `objective(params)` at `params`, n = total numel.
+
+    chunk_size: Hessian-vector products evaluated at once (None = all n; smaller saves memory).
+    """
+    if method == "rows":
+        products = HessianVectorProducts(objective, params)
+        basis = torch.eye(products.size, dtype=products.theta.dtype, device=products.theta.device)
+        rows = torch.stack([products(direction) for direction in basis])
+        return (rows + rows.T) / 2
+    flat_objective, theta = _flat(objective, params)
+    basis = torch.eye(theta.numel(), dtype=theta.dtype, device=theta.device)
+    if method == "forward-over-reverse":
+        gradient = grad(flat_objective)
+
+        def hvp(direction: Tensor) -> Tensor:
+            return jvp(gradient, (theta,), (direction,))[1]
+
+        rows = vmap(hvp, chunk_size=chunk_size)(basis)
+    elif method == "reverse-over-reverse":
+        theta = theta.requires_grad_()
+        (gradient,) = torch.autograd.grad(flat_objective(theta), theta, create_graph=True)
+        chunks = basis.split(chunk_size or len(basis))
+        rows = torch.cat(
+            [
+                torch.autograd.grad(gradient, theta, chunk, retain_graph=True, is_grads_batched=True)[0]
+                for chunk in chunks
+            ]
+        )
+    else:
+        raise ValueError(f"unknown full-Hessian method {method!r}; choose one of {FULL_HESSIAN_METHODS}")
+    return (rows + rows.T) / 2
+
+
+def dominant_eigenvalue(matrix: Tensor, weight_decay: float = 0.0) -> float:
+    """|largest eigenvalue| of the symmetric `matrix + weight_decay * I`, in float64 (SPEC §6)."""
+    shifted = matrix.detach().double().cpu() + weight_decay * torch.eye(len(matrix), dtype=torch.float64)
+    return abs(float(torch.linalg.eigvalsh(shifted)[-1]))
+
+
+@contextlib.contextmanager
+def hessian_mode(model: nn.Module) -> Iterator[None]:
+    """The reference's setting: train mode (batch statistics), running statistics untouched."""
+    was_training = model.training
+    model.train()
+    try:
+        with batch_statistics_only(model):
+            yield
+    finally:
+        model.train(was_training)
+
+
+def architecture_hessian(
+    model: nn.Module,
+    objectives: Sequence[Callable[[Sequence[Tensor]], Tensor]],
+    params: Sequence[Tensor],
+    method: Method = "rows",
+    chunk_size: int | None = None,
+) -> Tensor:
+    """Mean Hessian (n, n) over one or more objectives (e.g. one per search-valid batch), in
+    `hessian_mode`."""
+    with hessian_mode(model):
+        total = sum(hessian(objective, params, method, chunk_size) for objective in objectives)
+    return total / len(objectives)
+
+
+def architecture_eigenvalue(
+    model: nn.Module,
+    objectives: Sequence[Callable[[Sequence[Tensor]], Tensor]],
+    params: Sequence[Tensor],
+    weight_decay: float,
+    method: Method = "lanczos",
+) -> float:
+    """|largest eigenvalue| of the mean Hessian over `objectives` + weight_decay * I (SPEC §6)."""
+    if method != "lanczos":
+        return dominant_eigenvalue(architecture_hessian(model, objectives, params, method), weight_decay)
+    with hessian_mode(model):
+        product_sets = [HessianVectorProducts(objective, params) for objective in objectives]
+        size, like = product_sets[0].size, product_sets[0].theta.detach()
+
+        def mean_product(direction: Tensor) -> Tensor:
+            return sum(products(direction) for products in product_sets) / len(product_sets)
+
+        top = lanczos_top_eigenvalue(mean_product, size, like)
+    return abs(top + weight_decay)

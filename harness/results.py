@@ -1,0 +1,115 @@
+"""On-disk results of a run: the tidy per-epoch table, the status file, the resolved config.
+
+A run directory holds `config.json`, `epochs.parquet` (one row per completed epoch, rewritten
+atomically after each), `status.json` and `checkpoint.pt`. The schema is documented in
+docs/results.md; `schema_version` is stored in every row so readers can adapt.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmarks.cache import atomic_write
+from benchmarks.errors import DataFileError, MissingFileError
+
+SCHEMA_VERSION = 1
+CONFIG_FILE = "config.json"
+TABLE_FILE = "epochs.parquet"
+STATUS_FILE = "status.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+COLLECTED_FILE = "all_epochs"
+
+COLUMNS: dict[str, str] = {
+    "run": "string",
+    "optimizer": "string",
+    "space": "int64",
+    "seed": "int64",
+    "epoch": "int64",
+    "benchmark": "string",
+    "arch_hash": "string",
+    "test_error": "float64",
+    "test_error_std": "float64",
+    "valid_error": "float64",
+    "regret": "float64",
+    "params": "int64",
+    "hessian_eigenvalue": "float64",
+    "train_loss": "float64",
+    "train_accuracy": "float64",
+    "valid_loss": "float64",
+    "valid_accuracy": "float64",
+    "epoch_seconds": "float64",
+    "hessian_seconds": "float64",
+    "schema_version": "int64",
+}
+TIMING_COLUMNS = ("epoch_seconds", "hessian_seconds")
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write `payload` as indented JSON, atomically."""
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise MissingFileError(f"{path} does not exist") from None
+    except json.JSONDecodeError as err:
+        raise DataFileError(f"{path} is not valid JSON ({err}); delete it or restore it") from err
+
+
+def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows -> a table with the documented columns and dtypes, in order."""
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    return frame.astype(COLUMNS)
+
+
+def write_table(path: Path, frame: pd.DataFrame) -> None:
+    """Write a tidy table as parquet (or CSV for a .csv path), atomically."""
+    if Path(path).suffix == ".csv":
+        atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+    else:
+        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A run's (or a collected) table; a clear error for a missing or unreadable file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"results table {path} does not exist")
+    try:
+        return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    except Exception as err:
+        raise DataFileError(f"results table {path} cannot be read ({err}); it may be corrupt") from err
+
+
+def write_status(run_dir: Path, state: str, epochs_completed: int, epochs: int, **details: Any) -> None:
+    """status.json: state ('running' | 'completed' | 'failed'), progress, and any details."""
+    write_json(
+        run_dir / STATUS_FILE,
+        {"state": state, "epochs_completed": epochs_completed, "epochs": epochs, "updated": time.time(), **details},
+    )
+
+
+def read_status(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / STATUS_FILE
+    return read_json(path) if path.exists() else None
+
+
+def run_directories(results_dir: Path) -> list[Path]:
+    """Run directories (those with a config.json) directly under `results_dir`, sorted."""
+    return sorted(p.parent for p in Path(results_dir).glob(f"*/{CONFIG_FILE}"))
+
+
+def collect(results_dir: Path) -> pd.DataFrame:
+    """All runs' tables under `results_dir` concatenated into one tidy table."""
+    frames = [read_table(d / TABLE_FILE) for d in run_directories(results_dir) if (d / TABLE_FILE).exists()]
+    if not frames:
+        raise MissingFileError(f"no run tables ({TABLE_FILE}) under {results_dir}")
+    return pd.concat(frames, ignore_index=True).sort_values(["space", "optimizer", "seed", "epoch"], ignore_index=True)

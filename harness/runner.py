@@ -1,0 +1,314 @@
+"""One search run = one (optimizer, space, seed): train, and after every epoch discretize,
+look up the architecture in NAS-Bench-101, compute the Hessian's dominant eigenvalue, and append
+one row to the run's tidy table. Checkpoints at every epoch end; a second call resumes."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import platform
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm import tqdm
+
+import optimizers
+from benchmarks.errors import HarnessError, OutOfDomainError
+from benchmarks.nasbench1shot1 import OneShotModel, get_search_space
+from benchmarks.nasbench101.table import NASBench101
+from harness.benchmark import load_benchmark
+from harness.checkpoint import config_digest, load_checkpoint, save_checkpoint, set_rng_state
+from harness.config import RunConfig, optimizer_config
+from harness.data import SearchData, ensure_cifar10, read_cifar10_train
+from harness.hessian import architecture_eigenvalue
+from harness.results import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    SCHEMA_VERSION,
+    TABLE_FILE,
+    read_json,
+    read_status,
+    read_table,
+    to_frame,
+    write_json,
+    write_status,
+    write_table,
+)
+
+IDENTITY_EXCLUDED = ("out", "data", "device", "plugins")
+"""RunConfig fields that may change between a run and its resumption."""
+
+
+class RunFailed(HarnessError):
+    """The run stopped on a non-finite loss or an architecture that cannot be evaluated."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise HarnessError(f"--device {name} was asked for, but PyTorch sees no CUDA device here; use --device cpu")
+    return torch.device(name)
+
+
+def resolved_config(config: RunConfig, optimizer_class: type) -> dict[str, Any]:
+    """What defines the run: its RunConfig and the optimizer's full Config."""
+    options = dataclasses.asdict(optimizer_config(config, optimizer_class.Config))
+    run = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("optimizer_options",)}
+    return {"run": run, "optimizer_config": options, "model_options": dict(optimizer_class.model_options)}
+
+
+def _identity(resolved: dict[str, Any]) -> dict[str, Any]:
+    run = {k: v for k, v in resolved["run"].items() if k not in IDENTITY_EXCLUDED}
+    return {**resolved, "run": run}
+
+
+class EpochValidation:
+    """The search-valid split as an optimizer's `end_epoch` sees it (`ValidationData`)."""
+
+    def __init__(self, data: SearchData, epoch: int, max_batches: int | None):
+        self.data, self.epoch, self.max_batches = data, epoch, max_batches
+
+    def batch(self) -> tuple[Tensor, Tensor]:
+        return self.data.fixed_valid_batches(self.epoch)[0]
+
+    def batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return itertools.islice(self.data.valid_batches(), self.max_batches)
+
+
+class SearchRun:
+    """A run directory and the objects of one search; `execute()` runs or resumes it."""
+
+    def __init__(self, config: RunConfig, progress: bool = True, log: Callable[[str], None] = print):
+        for plugin in config.plugins:
+            optimizers.load_plugin(plugin)
+        self.config = config
+        self.progress = progress
+        self.log = log
+        self.optimizer_class = optimizers.get(config.optimizer)
+        self.space = get_search_space(config.space)
+        self.resolved = resolved_config(config, self.optimizer_class)
+        self.digest = config_digest(_identity(self.resolved))
+        self.run_dir = Path(config.out) / config.run_name
+
+    def prepare_directory(self) -> None:
+        """Create the run directory, or check that an existing one holds this same run."""
+        config_path = self.run_dir / CONFIG_FILE
+        if config_path.exists():
+            existing = read_json(config_path)
+            if existing.get("config_digest") != self.digest:
+                old, new = _identity(existing.get("resolved", {"run": {}})), _identity(self.resolved)
+                differences = [
+                    f"{section}.{key}: {old.get(section, {}).get(key)!r} -> {value!r}"
+                    for section in ("run", "optimizer_config")
+                    for key, value in new[section].items()
+                    if old.get(section, {}).get(key) != value
+                ]
+                raise HarnessError(
+                    f"{self.run_dir} holds a run with a different configuration "
+                    f"({'; '.join(differences) or 'format'}). "
+                    "Use another --out, or delete that directory to start over."
+                )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def execute(self) -> Path:
+        """Run the search to its last epoch (resuming if possible); returns the run directory."""
+        self.prepare_directory()
+        epochs = self.config.epochs
+        status = read_status(self.run_dir)
+        if status and status.get("state") == "completed" and status.get("epochs_completed") == epochs:
+            self.log(f"{self.config.run_name}: already complete ({epochs} epochs), nothing to do")
+            return self.run_dir
+        device = resolve_device(self.config.device)
+        torch.manual_seed(self.config.seed)
+        table = load_benchmark(self.config.benchmark)
+        best_test, best_valid = self.space.best_errors(table)
+        data = self._load_data(device)
+        model = OneShotModel(
+            self.space,
+            channels=self.config.channels,
+            cells=self.config.cells,
+            bn_momentum=self.config.bn_momentum,
+            **self.optimizer_class.model_options,
+        ).to(device)
+        optimizer = self.optimizer_class(self.space, model, optimizer_config(self.config, self.optimizer_class.Config))
+        write_json(
+            self.run_dir / CONFIG_FILE,
+            {
+                "config_digest": self.digest,
+                "resolved": self.resolved,
+                "benchmark": {
+                    "name": table.name,
+                    "synthetic": table.synthetic,
+                    "best_test_error": best_test,
+                    "best_valid_error": best_valid,
+                    "metadata": table.metadata,
+                },
+                "environment": {
+                    "torch": torch.__version__,
+                    "python": platform.python_version(),
+                    "device": str(device),
+                    "device_name": torch.cuda.get_device_name(device)
+                    if device.type == "cuda"
+                    else platform.processor(),
+                },
+                "data": {
+                    "search_train": len(data.train),
+                    "search_valid": len(data.valid),
+                    "steps_per_epoch": data.steps_per_epoch,
+                },
+            },
+        )
+        start, rows = self._resume(model, optimizer)
+        write_status(self.run_dir, "running", start, epochs)
+        for epoch in range(start, epochs):
+            try:
+                row = self._epoch(epoch, data, model, optimizer, table, best_test)
+            except RunFailed as err:
+                write_status(self.run_dir, "failed", epoch, epochs, failed_epoch=epoch, error=str(err))
+                raise
+            rows.append(row)
+            write_table(self.run_dir / TABLE_FILE, to_frame(rows))
+            save_checkpoint(self.run_dir / CHECKPOINT_FILE, self.digest, epoch, model, optimizer.state_dict())
+            write_status(self.run_dir, "running" if epoch + 1 < epochs else "completed", epoch + 1, epochs)
+            self.log(self._summary(row))
+        return self.run_dir
+
+    def _load_data(self, device: torch.device) -> SearchData:
+        images, labels = read_cifar10_train(ensure_cifar10(self.config.data))
+        if self.config.data_limit:
+            images, labels = images[: self.config.data_limit], labels[: self.config.data_limit]
+        batch_size = optimizer_config(self.config, self.optimizer_class.Config).batch_size
+        return SearchData(images, labels, batch_size, self.config.seed, device)
+
+    def _resume(self, model: torch.nn.Module, optimizer: optimizers.SearchOptimizer) -> tuple[int, list[dict]]:
+        """Load the checkpoint if there is one: (first epoch to run, rows of the epochs before)."""
+        path = self.run_dir / CHECKPOINT_FILE
+        if not path.exists():
+            return 0, []
+        state = load_checkpoint(path, self.digest)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        start = state["epoch"] + 1
+        rows = []
+        if (self.run_dir / TABLE_FILE).exists():
+            frame = read_table(self.run_dir / TABLE_FILE)
+            rows = frame[frame["epoch"] < start].to_dict("records")
+        if len(rows) != start:
+            raise HarnessError(
+                f"{self.run_dir / TABLE_FILE} has {len(rows)} rows before epoch {start} but the checkpoint is at "
+                f"epoch {start}; delete the run directory to start over"
+            )
+        self.log(f"{self.config.run_name}: resuming after epoch {start - 1} of {self.config.epochs}")
+        return start, rows
+
+    def _epoch(self, epoch: int, data: SearchData, model, optimizer, table: NASBench101, best_test: float) -> dict:
+        device = data.device
+        started = time.perf_counter()
+        optimizer.new_epoch(epoch, self.config.epochs)
+        model.train()
+        losses = torch.zeros(data.steps_per_epoch, device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        bar = tqdm(
+            total=data.steps_per_epoch,
+            desc=f"{self.config.run_name} epoch {epoch + 1}/{self.config.epochs}",
+            leave=False,
+            disable=not self.progress,
+            unit="step",
+        )
+        for step, (train_batch, valid_batch) in enumerate(data.epoch(epoch)):
+            stats = optimizer.step(train_batch, valid_batch)
+            batch = len(train_batch[1])
+            losses[step] = stats["loss"] * batch
+            correct += stats["correct"]
+            seen += batch
+            bar.update()
+        bar.close()
+        finite = torch.isfinite(losses)
+        if not bool(finite.all()):
+            bad = int((~finite).nonzero()[0])
+            raise RunFailed(f"non-finite training loss ({float(losses[bad])}) at epoch {epoch}, step {bad}")
+        optimizer.end_epoch(EpochValidation(data, epoch, self.config.valid_batches))
+        try:
+            spec = optimizer.discretize()
+            errors = table.mean_errors(spec)
+        except OutOfDomainError as err:
+            raise RunFailed(f"epoch {epoch}: the discretized architecture cannot be evaluated: {err}") from err
+        valid_loss, valid_accuracy = self._validate(data, model, optimizer)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        epoch_seconds = time.perf_counter() - started
+        eigenvalue, hessian_seconds = self._hessian(epoch, data, model, optimizer)
+        return {
+            "run": self.config.run_name,
+            "optimizer": self.config.optimizer,
+            "space": self.config.space,
+            "seed": self.config.seed,
+            "epoch": epoch,
+            "benchmark": table.name,
+            "arch_hash": spec.hash(),
+            "test_error": errors["test_error"],
+            "test_error_std": errors["test_error_std"],
+            "valid_error": errors["valid_error"],
+            "regret": errors["test_error"] - best_test,
+            "params": int(errors["params"]),
+            "hessian_eigenvalue": eigenvalue,
+            "train_loss": float(losses.sum()) / seen,
+            "train_accuracy": int(correct) / seen,
+            "valid_loss": valid_loss,
+            "valid_accuracy": valid_accuracy,
+            "epoch_seconds": epoch_seconds,
+            "hessian_seconds": hessian_seconds,
+            "schema_version": SCHEMA_VERSION,
+        }
+
+    def _validate(self, data: SearchData, model, optimizer) -> tuple[float, float]:
+        """Supernet loss and accuracy on search-valid (eval mode, the optimizer's eval mixing)."""
+        model.eval()
+        total_loss = torch.zeros((), device=data.device)
+        correct = torch.zeros((), device=data.device, dtype=torch.long)
+        count = 0
+        with torch.no_grad():
+            mixing = optimizer.eval_mixing()
+            for images, labels in itertools.islice(data.valid_batches(), self.config.valid_batches):
+                logits = model(images, mixing)
+                total_loss += F.cross_entropy(logits, labels, reduction="sum")
+                correct += (logits.argmax(dim=1) == labels).sum()
+                count += len(labels)
+        model.train()
+        return float(total_loss) / count, int(correct) / count
+
+    def _hessian(self, epoch: int, data: SearchData, model, optimizer) -> tuple[float, float]:
+        """(dominant eigenvalue of the architecture Hessian + weight decay, seconds); NaN when the
+        optimizer has no architecture parameters or the Hessian is switched off."""
+        params = optimizer.arch_parameters()
+        if not (self.config.hessian and params):
+            return float("nan"), 0.0
+        started = time.perf_counter()
+        batches = data.fixed_valid_batches(epoch, self.config.hessian_batches)
+        objectives = [optimizer.architecture_objective(batch) for batch in batches]
+        eigenvalue = architecture_eigenvalue(
+            model, objectives, params, optimizer.config.arch_weight_decay, self.config.hessian_method
+        )
+        return eigenvalue, time.perf_counter() - started
+
+    def _summary(self, row: dict) -> str:
+        eigen = "n/a" if row["hessian_eigenvalue"] != row["hessian_eigenvalue"] else f"{row['hessian_eigenvalue']:.4g}"
+        return (
+            f"{row['run']} | epoch {row['epoch'] + 1}/{self.config.epochs} | test error {row['test_error']:.4f} "
+            f"(regret {row['regret']:.4f}) | Hessian eig {eigen} | train loss {row['train_loss']:.3f} "
+            f"acc {row['train_accuracy']:.1%} | valid acc {row['valid_accuracy']:.1%} | "
+            f"{row['epoch_seconds']:.1f} s + {row['hessian_seconds']:.1f} s Hessian"
+        )
+
+
+def run_search(config: RunConfig, progress: bool = True, log: Callable[[str], None] = print) -> Path:
+    """Run or resume one search; returns its run directory."""
+    return SearchRun(config, progress, log).execute()

@@ -1,0 +1,93 @@
+"""Read and check the tidy results table: one row per (run, epoch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from plots.errors import MissingColumnsError, TableFileError, TableFormatError
+
+#: Columns every figure needs; everything else is optional or ignored.
+REQUIRED_COLUMNS: tuple[str, ...] = ("optimizer", "space", "seed", "epoch", "test_error")
+#: Numeric columns the compute layer may aggregate, coerced to float when present.
+NUMERIC_COLUMNS: tuple[str, ...] = (
+    "test_error",
+    "test_error_std",
+    "valid_error",
+    "regret",
+    "hessian_eigenvalue",
+    "train_loss",
+    "train_accuracy",
+    "valid_loss",
+    "valid_accuracy",
+    "epoch_seconds",
+    "hessian_seconds",
+)
+SYNTHETIC_TAG = "synthetic benchmark"
+_KEY = ("space", "optimizer", "seed", "epoch")
+_READERS = {".parquet": pd.read_parquet, ".pq": pd.read_parquet, ".csv": pd.read_csv}
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a tidy results table from a .parquet or .csv file and check it (see `check_table`)."""
+    path = Path(path)
+    if path.is_dir():
+        raise TableFileError(f"{path} is a folder; pass the results table file (.parquet or .csv) inside it")
+    if not path.exists():
+        raise TableFileError(f"results table {path} does not exist")
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        raise TableFormatError(f"cannot read {path}: expected a .parquet or .csv file, got {path.suffix!r}")
+    try:
+        table = reader(path)
+    except Exception as err:  # pyarrow and the CSV parser raise many types for a corrupt file
+        raise TableFormatError(f"cannot read results table {path}: {err}") from err
+    return check_table(table, source=str(path))
+
+
+def require_columns(table: pd.DataFrame, columns: tuple[str, ...], source: str = "results table") -> None:
+    """Raise `MissingColumnsError` naming every column of `columns` that `table` lacks."""
+    missing = [name for name in columns if name not in table.columns]
+    if missing:
+        raise MissingColumnsError(
+            f"{source} lacks column(s) {', '.join(missing)}; present: {', '.join(map(str, table.columns)) or 'none'}"
+        )
+
+
+def check_table(table: pd.DataFrame, source: str = "results table") -> pd.DataFrame:
+    """Return a cleaned copy of `table`: required columns present, types coerced, one row per key.
+
+    Keys are (space, optimizer, seed, epoch); a repeated key (e.g. an epoch written twice by a
+    resumed run) keeps its last row. Unknown columns are kept untouched.
+    """
+    require_columns(table, REQUIRED_COLUMNS, source)
+    if table.empty:
+        raise TableFormatError(f"{source} has no rows")
+    table = table.copy()
+    table["optimizer"] = table["optimizer"].astype(str)
+    for name in ("space", "seed", "epoch"):
+        values = pd.to_numeric(table[name], errors="coerce")
+        if values.isna().any() or (values != values.round()).any():
+            raise TableFormatError(f"{source}: column {name!r} must hold integers only")
+        table[name] = values.astype(int)
+    for name in NUMERIC_COLUMNS:
+        if name in table.columns:
+            table[name] = pd.to_numeric(table[name], errors="coerce").astype(float)
+    return table.drop_duplicates(list(_KEY), keep="last").reset_index(drop=True)
+
+
+def is_synthetic(table: pd.DataFrame) -> bool:
+    """True when any row comes from the synthetic benchmark (every title must then say so)."""
+    if "benchmark" not in table.columns:
+        return False
+    return bool(table["benchmark"].astype(str).str.contains("synthetic", case=False).any())
+
+
+def benchmark_tag(table: pd.DataFrame) -> str:
+    """The benchmark named in titles: 'synthetic benchmark', 'NAS-Bench-101', or '' when unknown."""
+    if is_synthetic(table):
+        return SYNTHETIC_TAG
+    if "benchmark" in table.columns and table["benchmark"].astype(str).str.lower().eq("nasbench101").all():
+        return "NAS-Bench-101"
+    return ""

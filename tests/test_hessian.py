@@ -1,0 +1,133 @@
+"""The architecture Hessian: exact against a full autograd Hessian and a known quadratic."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import optimizers
+from benchmarks.nasbench1shot1 import OneShotModel, get_search_space
+from harness.hessian import (
+    FULL_HESSIAN_METHODS,
+    architecture_eigenvalue,
+    architecture_hessian,
+    batch_statistics_only,
+    dominant_eigenvalue,
+    hessian,
+    lanczos_top_eigenvalue,
+)
+
+
+def _quadratic(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """A random symmetric matrix with a known spectrum, and parameters shaped like alphas."""
+    generator = torch.Generator().manual_seed(seed)
+    eigenvalues = torch.linspace(-2.0, 3.5, 12, dtype=torch.float64)
+    basis, _ = torch.linalg.qr(torch.randn(12, 12, generator=generator, dtype=torch.float64))
+    matrix = basis @ torch.diag(eigenvalues) @ basis.T
+    params = [
+        torch.randn(2, 3, generator=generator, dtype=torch.float64),
+        torch.randn(1, 6, generator=generator, dtype=torch.float64),
+    ]
+    return matrix, eigenvalues, params
+
+
+@pytest.mark.parametrize("method", FULL_HESSIAN_METHODS)
+def test_quadratic_hessian_and_spectrum(method):
+    matrix, eigenvalues, params = _quadratic()
+    linear = torch.arange(12, dtype=torch.float64)
+
+    def objective(ps):
+        x = torch.cat([p.reshape(-1) for p in ps])
+        return 0.5 * x @ matrix @ x + linear @ x
+
+    result = hessian(objective, params, method)
+    torch.testing.assert_close(result, matrix, rtol=1e-12, atol=1e-12)
+    assert dominant_eigenvalue(result) == pytest.approx(float(eigenvalues.max()), rel=1e-10)
+    assert dominant_eigenvalue(result, weight_decay=1e-3) == pytest.approx(3.501, rel=1e-10)
+
+
+def test_chunked_products_agree():
+    matrix, _, params = _quadratic(1)
+
+    def objective(ps):
+        x = torch.cat([p.reshape(-1) for p in ps])
+        return (x @ matrix @ x).sin()
+
+    full = hessian(objective, params)
+    for method in FULL_HESSIAN_METHODS[1:]:
+        torch.testing.assert_close(hessian(objective, params, method, chunk_size=5), full, rtol=1e-10, atol=1e-10)
+
+
+def _tiny_darts(space_number: int):
+    torch.manual_seed(space_number)
+    space = get_search_space(space_number)
+    model = OneShotModel(space, channels=2, cells=3).double()
+    darts = optimizers.get("darts")
+    optimizer = darts(space, model, darts.Config())
+    with torch.no_grad():
+        optimizer.alphas[:] = [(a.double() * 300).requires_grad_() for a in optimizer.alphas]
+    images = torch.randn(6, 3, 8, 8, dtype=torch.float64)
+    labels = torch.randint(0, 10, (6,))
+    return model, optimizer, (images, labels)
+
+
+def _autograd_hessian(objective, params) -> torch.Tensor:
+    blocks = torch.autograd.functional.hessian(lambda *ps: objective(list(ps)), tuple(p.detach() for p in params))
+    sizes = [p.numel() for p in params]
+    return torch.cat(
+        [torch.cat([blocks[i][j].reshape(sizes[i], sizes[j]) for j in range(len(sizes))], 1) for i in range(len(sizes))]
+    )
+
+
+@pytest.mark.parametrize(
+    ("space_number", "method"), [(1, "rows"), (1, "forward-over-reverse"), (1, "reverse-over-reverse"), (3, "rows")]
+)
+def test_architecture_hessian_matches_full_autograd(space_number, method):
+    model, optimizer, batch = _tiny_darts(space_number)
+    objective = optimizer.architecture_objective(batch)
+    with batch_statistics_only(model):
+        reference = _autograd_hessian(objective, optimizer.alphas)
+    result = architecture_hessian(model, [objective], optimizer.alphas, method)
+    assert result.shape == (get_search_space(space_number).num_alphas,) * 2
+    assert ((result - reference).norm() / reference.norm()) < 1e-5
+    assert torch.isfinite(result).all() and reference.abs().max() > 0
+
+
+def test_running_statistics_untouched_and_batches_averaged():
+    model, optimizer, batch = _tiny_darts(2)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images, labels = batch
+    objectives = [
+        optimizer.architecture_objective((images[:3], labels[:3])),
+        optimizer.architecture_objective((images[3:], labels[3:])),
+    ]
+    averaged = architecture_hessian(model, objectives, optimizer.alphas)
+    single = [architecture_hessian(model, [f], optimizer.alphas) for f in objectives]
+    torch.testing.assert_close(averaged, (single[0] + single[1]) / 2)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert model.training
+
+
+def test_lanczos_finds_the_top_of_a_known_spectrum():
+    matrix, eigenvalues, _ = _quadratic(2)
+    calls = []
+
+    def products(v):
+        calls.append(1)
+        return matrix @ v
+
+    top = lanczos_top_eigenvalue(products, 12, torch.zeros(12, dtype=torch.float64), tolerance=1e-12)
+    assert top == pytest.approx(float(eigenvalues.max()), rel=1e-10)
+    assert len(calls) <= 12
+
+
+@pytest.mark.parametrize("space_number", [1, 3])
+def test_lanczos_eigenvalue_matches_the_full_hessian(space_number):
+    model, optimizer, batch = _tiny_darts(space_number)
+    objective = optimizer.architecture_objective(batch)
+    exact = dominant_eigenvalue(architecture_hessian(model, [objective], optimizer.alphas), 1e-3)
+    fast = architecture_eigenvalue(model, [objective], optimizer.alphas, 1e-3, "lanczos")
+    assert fast == pytest.approx(exact, rel=1e-6)
+    assert architecture_eigenvalue(model, [objective], optimizer.alphas, 1e-3, "rows") == pytest.approx(exact, rel=1e-9)

@@ -1,0 +1,132 @@
+"""The runner: one row per epoch with every column, resume after SIGKILL, failures recorded."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import optimizers
+from harness.checkpoint import CheckpointError
+from harness.results import CHECKPOINT_FILE, COLUMNS, TABLE_FILE, TIMING_COLUMNS, read_status, read_table
+from harness.runner import RunFailed, run_search
+from tests.runs import cli_args, tiny_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run_cli(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=list(TIMING_COLUMNS)).reset_index(drop=True)
+
+
+def test_quick_run_writes_every_column(cifar_root, tmp_path):
+    config = tiny_config(cifar_root, tmp_path, "sdarts-adv", space=3)
+    run_dir = run_search(config, progress=False, log=lambda _: None)
+    frame = read_table(run_dir / TABLE_FILE)
+    assert list(frame.columns) == list(COLUMNS)
+    assert frame["epoch"].tolist() == [0, 1, 2]
+    assert not frame.isna().any().any()
+    assert (frame["hessian_eigenvalue"] > 0).all()
+    assert (frame["benchmark"] == "synthetic").all()
+    assert ((frame["test_error"] > 0) & (frame["test_error"] < 1)).all()
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert np.allclose(frame["regret"], frame["test_error"] - saved["benchmark"]["best_test_error"])
+    assert (frame["regret"] >= 0).all()
+    assert saved["resolved"]["optimizer_config"]["attack_steps"] == 7
+    assert saved["benchmark"]["synthetic"] is True
+    assert read_status(run_dir)["state"] == "completed"
+
+
+def test_killed_run_resumes_to_the_same_table(cifar_root, tmp_path):
+    reference = tiny_config(cifar_root, tmp_path / "whole", hessian=True)
+    assert _run_cli(cli_args(reference)).wait(timeout=600) == 0
+    expected = read_table(Path(reference.out) / reference.run_name / TABLE_FILE)
+
+    interrupted = tiny_config(cifar_root, tmp_path / "killed", hessian=True)
+    run_dir = Path(interrupted.out) / interrupted.run_name
+    process = _run_cli(cli_args(interrupted))
+    deadline = time.time() + 600
+    while not (run_dir / CHECKPOINT_FILE).exists():
+        assert process.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    status = read_status(run_dir)
+    assert status["state"] == "running" and status["epochs_completed"] < 3
+
+    assert _run_cli(cli_args(interrupted)).wait(timeout=600) == 0
+    resumed = read_table(run_dir / TABLE_FILE)
+    pd.testing.assert_frame_equal(_comparable(resumed), _comparable(expected))
+    assert read_status(run_dir)["state"] == "completed"
+
+
+class _NanAfterFirstEpoch(optimizers.get("darts")):
+    """DARTS whose training loss becomes NaN in epoch 1."""
+
+    def new_epoch(self, epoch, epochs):
+        super().new_epoch(epoch, epochs)
+        self.poisoned = epoch >= 1
+
+    def step(self, train_batch, valid_batch):
+        stats = super().step(train_batch, valid_batch)
+        return {**stats, "loss": stats["loss"] * float("nan")} if self.poisoned else stats
+
+
+optimizers.register("test-nan-after-first-epoch")(_NanAfterFirstEpoch)
+
+
+def test_nan_loss_stops_the_run_and_keeps_rows(cifar_root, tmp_path):
+    config = tiny_config(cifar_root, tmp_path, "test-nan-after-first-epoch", hessian=False)
+    with pytest.raises(RunFailed, match=r"non-finite training loss.*epoch 1"):
+        run_search(config, progress=False, log=lambda _: None)
+    run_dir = Path(config.out) / config.run_name
+    status = read_status(run_dir)
+    assert status["state"] == "failed" and status["failed_epoch"] == 1 and "nan" in status["error"]
+    assert read_table(run_dir / TABLE_FILE)["epoch"].tolist() == [0]
+
+
+def test_corrupt_and_mismatched_checkpoints_are_reported_not_overwritten(cifar_root, tmp_path):
+    config = tiny_config(cifar_root, tmp_path, epochs=1, hessian=False)
+    run_dir = run_search(config, progress=False, log=lambda _: None)
+    checkpoint = run_dir / CHECKPOINT_FILE
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    (run_dir / "status.json").unlink()
+    damaged = checkpoint.read_bytes()
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        run_search(config, progress=False, log=lambda _: None)
+    assert checkpoint.read_bytes() == damaged
+
+    with pytest.raises(Exception, match=r"different configuration.*channels"):
+        run_search(
+            tiny_config(cifar_root, tmp_path, epochs=1, hessian=False, channels=4), progress=False, log=lambda _: None
+        )
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(cifar_root, tmp_path):
+    tables = []
+    for out, seed in (("a", 0), ("b", 0), ("c", 1)):
+        config = tiny_config(cifar_root, tmp_path / out, seed=seed, epochs=1, hessian=False)
+        tables.append(_comparable(read_table(run_search(config, progress=False, log=lambda _: None) / TABLE_FILE)))
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    assert tables[0]["train_loss"][0] != tables[2]["train_loss"][0]
