@@ -28,6 +28,9 @@ class RunConfig:
     hessian_batches: search-valid batches the Hessian is averaged over (1 = the reference);
     hessian_method: "rows" (exact full Hessian), "lanczos" (its top eigenvalue directly), or the
     vmapped "forward-over-reverse" / "reverse-over-reverse" (see harness/hessian.py);
+    cuda_graphs: on CUDA, replay capturable optimizer steps and the validation forward pass as
+    CUDA graphs (same computation); channels_last: on CUDA, NHWC activations (same computation,
+    faster cuDNN kernels);
     optimizer_options: overrides of the optimizer's own Config fields.
     """
 
@@ -48,6 +51,8 @@ class RunConfig:
     hessian: bool = True
     hessian_batches: int = 1
     hessian_method: str = "rows"
+    cuda_graphs: bool = True
+    channels_last: bool = True
     plugins: list[str] = field(default_factory=list)
     optimizer_options: dict[str, Any] = field(default_factory=dict)
 

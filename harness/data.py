@@ -85,7 +85,14 @@ def search_split(num_images: int, train_portion: float = 0.5) -> tuple[np.ndarra
 class ImageSplit:
     """One split on a device, as zero-padded uint8 (N, 3, 40, 40) images and (N,) labels."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, device: torch.device | str):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        device: torch.device | str,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ):
+        self.memory_format = memory_format
         padded = np.pad(images, ((0, 0), (0, 0), (PADDING, PADDING), (PADDING, PADDING)))
         self.images = torch.from_numpy(padded).to(device)
         self.labels = torch.from_numpy(labels).to(device)
@@ -115,7 +122,8 @@ class ImageSplit:
             rows[:, None, :, None],
             cols[:, None, None, :],
         ]
-        return (crops.float().div_(255) - self._mean) / self._std, self.labels[indices]
+        images = ((crops.float().div_(255) - self._mean) / self._std).contiguous(memory_format=self.memory_format)
+        return images, self.labels[indices]
 
 
 class SearchData:
@@ -129,12 +137,14 @@ class SearchData:
         seed: int,
         device: torch.device | str,
         train_portion: float = 0.5,
+        memory_format: torch.memory_format = torch.contiguous_format,
     ):
+        """memory_format: layout of the batches (channels_last for NHWC models)."""
         train_idx, valid_idx = search_split(len(images), train_portion)
         if len(train_idx) < batch_size or len(valid_idx) < batch_size:
             raise ValueError(f"{len(images)} images are too few for two splits of batch size {batch_size}")
-        self.train = ImageSplit(images[train_idx], labels[train_idx], device)
-        self.valid = ImageSplit(images[valid_idx], labels[valid_idx], device)
+        self.train = ImageSplit(images[train_idx], labels[train_idx], device, memory_format)
+        self.valid = ImageSplit(images[valid_idx], labels[valid_idx], device, memory_format)
         self.batch_size = batch_size
         self.seed = seed
         self.device = self.train.device

@@ -68,42 +68,50 @@ def _flat(objective: Callable[[Sequence[Tensor]], Tensor], params: Sequence[Tens
 class HessianVectorProducts:
     """v -> H v for the Hessian H (n, n) of `objective` at `params`, the gradient graph built once.
 
-    On CUDA, the double backward is captured as a CUDA graph after its first (eager) call and
-    replayed for every further product.
+    On CUDA, everything runs on one side stream: the gradient graph is built there, so that the
+    double backward (whose kernels run on the stream of the forward they differentiate) can be
+    captured there as a CUDA graph after its first, eager call, and replayed for the others.
     """
 
     def __init__(self, objective: Callable[[Sequence[Tensor]], Tensor], params: Sequence[Tensor], graphs: bool = True):
         flat_objective, theta = _flat(objective, params)
-        self.theta = theta.requires_grad_()
-        (self.gradient,) = torch.autograd.grad(flat_objective(self.theta), self.theta, create_graph=True)
         self.size = theta.numel()
-        self.use_graphs = graphs and theta.is_cuda
+        self.stream = torch.cuda.Stream(theta.device) if theta.is_cuda else None
+        with self._on_stream():
+            self.theta = theta.requires_grad_()
+            (self.gradient,) = torch.autograd.grad(flat_objective(self.theta), self.theta, create_graph=True)
+        self.use_graphs = graphs and self.stream is not None
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.calls = 0
+        self.static_direction: Tensor | None = None
+
+    @contextlib.contextmanager
+    def _on_stream(self) -> Iterator[None]:
+        if self.stream is None:
+            yield
+            return
+        self.stream.wait_stream(torch.cuda.current_stream(self.stream.device))
+        with torch.cuda.stream(self.stream):
+            yield
+        torch.cuda.current_stream(self.stream.device).wait_stream(self.stream)
 
     def _product(self, direction: Tensor) -> Tensor:
         return torch.autograd.grad(self.gradient, self.theta, direction, retain_graph=True)[0]
 
     def __call__(self, direction: Tensor) -> Tensor:
         """H @ direction for a direction (n,) on the parameters' device; returns (n,)."""
-        self.calls += 1
-        if not self.use_graphs:
-            return self._product(direction)
-        if self.graph is None:
-            if self.calls == 1:
-                side = torch.cuda.Stream()
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):
-                    result = self._product(direction)
-                torch.cuda.current_stream().wait_stream(side)
-                return result
-            self.static_direction = direction.clone()
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
+        if self.use_graphs and self.graph is None and self.static_direction is not None:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=self.stream):
                 self.static_product = self._product(self.static_direction)
-        self.static_direction.copy_(direction)
-        self.graph.replay()
-        return self.static_product.clone()
+            self.graph = graph
+        if self.graph is not None:
+            self.static_direction.copy_(direction)
+            self.graph.replay()
+            return self.static_product.clone()
+        with self._on_stream():
+            product = self._product(direction)
+            self.static_direction = direction.clone()
+        return product
 
 
 def lanczos_top_eigenvalue(
@@ -187,11 +195,21 @@ def dominant_eigenvalue(matrix: Tensor, weight_decay: float = 0.0) -> float:
 
 @contextlib.contextmanager
 def hessian_mode(model: nn.Module) -> Iterator[None]:
-    """The reference's setting: train mode (batch statistics), running statistics untouched."""
+    """The reference's setting: train mode (batch statistics), running statistics untouched; and
+    full fp32 convolutions (no TF32 on GPUs that have it), as on the paper's GTX 1080 Ti: TF32
+    would perturb the Hessian at the 1e-3 level."""
     was_training = model.training
     model.train()
     try:
-        with batch_statistics_only(model):
+        with (
+            batch_statistics_only(model),
+            torch.backends.cudnn.flags(
+                enabled=torch.backends.cudnn.enabled,
+                benchmark=torch.backends.cudnn.benchmark,
+                deterministic=torch.backends.cudnn.deterministic,
+                allow_tf32=False,
+            ),
+        ):
             yield
     finally:
         model.train(was_training)

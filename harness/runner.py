@@ -19,11 +19,12 @@ from tqdm import tqdm
 
 import optimizers
 from benchmarks.errors import HarnessError, OutOfDomainError
-from benchmarks.nasbench1shot1 import OneShotModel, get_search_space
+from benchmarks.nasbench1shot1 import Mixing, OneShotModel, get_search_space
 from benchmarks.nasbench101.table import NASBench101
 from harness.benchmark import load_benchmark
 from harness.checkpoint import config_digest, load_checkpoint, save_checkpoint, set_rng_state
 from harness.config import RunConfig, optimizer_config
+from harness.cuda_graphs import GraphedCall, GraphedStep
 from harness.data import SearchData, ensure_cifar10, read_cifar10_train
 from harness.hessian import architecture_eigenvalue
 from harness.results import (
@@ -66,6 +67,42 @@ def resolved_config(config: RunConfig, optimizer_class: type) -> dict[str, Any]:
 def _identity(resolved: dict[str, Any]) -> dict[str, Any]:
     run = {k: v for k, v in resolved["run"].items() if k not in IDENTITY_EXCLUDED}
     return {**resolved, "run": run}
+
+
+def memory_format(config: RunConfig, device: torch.device) -> torch.memory_format:
+    """channels_last on CUDA when asked for (faster cuDNN kernels), else the default layout."""
+    return torch.channels_last if device.type == "cuda" and config.channels_last else torch.contiguous_format
+
+
+def build_model(config: RunConfig, optimizer_class: type, device: torch.device) -> OneShotModel:
+    """The run's one-shot model on `device`, in the run's memory layout."""
+    model = OneShotModel(
+        get_search_space(config.space),
+        channels=config.channels,
+        cells=config.cells,
+        bn_momentum=config.bn_momentum,
+        **optimizer_class.model_options,
+    )
+    return model.to(device=device, memory_format=memory_format(config, device))
+
+
+def search_data(config: RunConfig, batch_size: int, device: torch.device, images, labels) -> SearchData:
+    """The run's search-train/search-valid batches from CIFAR-10 arrays."""
+    return SearchData(images, labels, batch_size, config.seed, device, memory_format=memory_format(config, device))
+
+
+def use_cuda_graphs(config: RunConfig, device: torch.device) -> bool:
+    return device.type == "cuda" and config.cuda_graphs
+
+
+def inference(model: OneShotModel, mixing: Mixing, graphs: bool) -> Callable[[Tensor], Tensor]:
+    """images (B, 3, 32, 32) -> logits (B, 10) with fixed mixing weights, replayed as a CUDA graph
+    when `graphs`; call it in eval mode under torch.no_grad()."""
+
+    def forward(images: Tensor) -> Tensor:
+        return model(images, mixing)
+
+    return GraphedCall(forward, "the validation forward pass") if graphs else forward
 
 
 class EpochValidation:
@@ -129,13 +166,7 @@ class SearchRun:
         table = load_benchmark(self.config.benchmark)
         best_test, best_valid = self.space.best_errors(table)
         data = self._load_data(device)
-        model = OneShotModel(
-            self.space,
-            channels=self.config.channels,
-            cells=self.config.cells,
-            bn_momentum=self.config.bn_momentum,
-            **self.optimizer_class.model_options,
-        ).to(device)
+        model = build_model(self.config, self.optimizer_class, device)
         optimizer = self.optimizer_class(self.space, model, optimizer_config(self.config, self.optimizer_class.Config))
         write_json(
             self.run_dir / CONFIG_FILE,
@@ -165,10 +196,13 @@ class SearchRun:
             },
         )
         start, rows = self._resume(model, optimizer)
+        graphed = None
+        if use_cuda_graphs(self.config, device) and optimizer.capturable:
+            graphed = GraphedStep(optimizer)
         write_status(self.run_dir, "running", start, epochs)
         for epoch in range(start, epochs):
             try:
-                row = self._epoch(epoch, data, model, optimizer, table, best_test)
+                row = self._epoch(epoch, data, model, optimizer, graphed, table, best_test)
             except RunFailed as err:
                 write_status(self.run_dir, "failed", epoch, epochs, failed_epoch=epoch, error=str(err))
                 raise
@@ -184,7 +218,7 @@ class SearchRun:
         if self.config.data_limit:
             images, labels = images[: self.config.data_limit], labels[: self.config.data_limit]
         batch_size = optimizer_config(self.config, self.optimizer_class.Config).batch_size
-        return SearchData(images, labels, batch_size, self.config.seed, device)
+        return search_data(self.config, batch_size, device, images, labels)
 
     def _resume(self, model: torch.nn.Module, optimizer: optimizers.SearchOptimizer) -> tuple[int, list[dict]]:
         """Load the checkpoint if there is one: (first epoch to run, rows of the epochs before)."""
@@ -208,10 +242,23 @@ class SearchRun:
         self.log(f"{self.config.run_name}: resuming after epoch {start - 1} of {self.config.epochs}")
         return start, rows
 
-    def _epoch(self, epoch: int, data: SearchData, model, optimizer, table: NASBench101, best_test: float) -> dict:
+    def _epoch(
+        self,
+        epoch: int,
+        data: SearchData,
+        model,
+        optimizer,
+        graphed: GraphedStep | None,
+        table: NASBench101,
+        best_test: float,
+    ) -> dict:
         device = data.device
         started = time.perf_counter()
         optimizer.new_epoch(epoch, self.config.epochs)
+        step_fn = optimizer.step
+        if graphed is not None:
+            graphed.reset()
+            step_fn = graphed
         model.train()
         losses = torch.zeros(data.steps_per_epoch, device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
@@ -224,7 +271,7 @@ class SearchRun:
             unit="step",
         )
         for step, (train_batch, valid_batch) in enumerate(data.epoch(epoch)):
-            stats = optimizer.step(train_batch, valid_batch)
+            stats = step_fn(train_batch, valid_batch)
             batch = len(train_batch[1])
             losses[step] = stats["loss"] * batch
             correct += stats["correct"]
@@ -276,9 +323,9 @@ class SearchRun:
         correct = torch.zeros((), device=data.device, dtype=torch.long)
         count = 0
         with torch.no_grad():
-            mixing = optimizer.eval_mixing()
+            forward = inference(model, optimizer.eval_mixing(), use_cuda_graphs(self.config, data.device))
             for images, labels in itertools.islice(data.valid_batches(), self.config.valid_batches):
-                logits = model(images, mixing)
+                logits = forward(images)
                 total_loss += F.cross_entropy(logits, labels, reduction="sum")
                 correct += (logits.argmax(dim=1) == labels).sum()
                 count += len(labels)

@@ -77,6 +77,12 @@ class SearchOptimizer(ABC):
         self.config = config
         self.device = next(model.parameters()).device
 
+    @property
+    def capturable(self) -> bool:
+        """True if `step` makes no host synchronisation and keeps its shapes, so the runner may
+        replay it as a CUDA graph (recaptured after each `new_epoch`)."""
+        return False
+
     def new_epoch(self, epoch: int, epochs: int) -> None:
         """Called before the first step of epoch `epoch` (0-based) of `epochs`: set schedules."""
 

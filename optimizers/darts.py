@@ -53,8 +53,13 @@ class DARTS(SearchOptimizer):
             lr=config.arch_lr,
             betas=(config.arch_beta1, config.arch_beta2),
             weight_decay=config.arch_weight_decay,
+            capturable=self.device.type == "cuda",
         )
         self.weights = WeightTrainer(model, config)
+
+    @property
+    def capturable(self) -> bool:
+        return not self.config.unrolled
 
     def mixing(self, alphas: Sequence[Tensor]) -> Mixing:
         """How architecture parameters become mixing weights (softmax per row)."""

@@ -65,6 +65,11 @@ class GDAS(DARTS):
         super().__init__(space, model, config)
         self.tau = config.tau_max
 
+    @property
+    def capturable(self) -> bool:
+        """No: the op choice is read on the host every step."""
+        return False
+
     def new_epoch(self, epoch: int, epochs: int) -> None:
         super().new_epoch(epoch, epochs)
         self.tau = gumbel_temperature(epoch, epochs, self.config.tau_max, self.config.tau_min)

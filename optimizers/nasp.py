@@ -56,6 +56,11 @@ class NASP(DARTS):
         with torch.no_grad():
             self.alphas[0].add_(config.op_alpha_init)
 
+    @property
+    def capturable(self) -> bool:
+        """No: the op choice is read on the host every step."""
+        return False
+
     def mixing(self, alphas: Sequence[Tensor]) -> Mixing:
         """Binarized op weights at the argmax of `alphas`, softmax edges."""
         return binarizer(alphas)(alphas)

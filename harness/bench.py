@@ -1,0 +1,161 @@
+"""Benchmarks of the search's hot paths: median time of a step, a validation pass, the Hessian.
+
+Steps include gathering and augmenting the batch pair on the device. Times use CUDA events on
+a GPU (device time, after warm-up) and the wall clock on the CPU.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import optimizers
+from benchmarks.nasbench1shot1 import get_search_space
+from harness.config import RunConfig, optimizer_config
+from harness.cuda_graphs import GraphedStep
+from harness.data import SearchData, ensure_cifar10, read_cifar10_train
+from harness.hessian import architecture_eigenvalue
+from harness.runner import build_model, inference, memory_format, resolve_device, search_data, use_cuda_graphs
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Milliseconds of repeated calls: median, 10th and 90th percentile, count."""
+
+    median: float
+    p10: float
+    p90: float
+    count: int
+
+    def __str__(self) -> str:
+        return f"median {self.median:.2f} ms (p10 {self.p10:.2f}, p90 {self.p90:.2f}, n={self.count})"
+
+
+def timing(samples: list[float]) -> Timing:
+    ordered = sorted(samples)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return Timing(statistics.median(ordered), pick(0.1), pick(0.9), len(ordered))
+
+
+def time_calls(fn: Callable[[], object], repeats: int, device: torch.device) -> Timing:
+    """Time `repeats` calls of `fn` one after the other (CUDA events on a GPU)."""
+    if device.type != "cuda":
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - start) * 1e3)
+        return timing(samples)
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
+    for start, end in events:
+        start.record()
+        fn()
+        end.record()
+    torch.cuda.synchronize(device)
+    return timing([start.elapsed_time(end) for start, end in events])
+
+
+def random_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic uint8 images (count, 3, 32, 32) and labels (count,)."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (count, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, count)
+
+
+def endless_pairs(data: SearchData) -> Iterator:
+    """Full-size (train, valid) batch pairs, epoch after epoch."""
+    epoch = 0
+    while True:
+        for train, valid in data.epoch(epoch):
+            if len(train[1]) == data.batch_size:
+                yield train, valid
+        epoch += 1
+
+
+def _eigenvalue_call(
+    into: list[float], model, objective, params, weight_decay: float, method: str
+) -> Callable[[], None]:
+    """A call that appends the Hessian's dominant eigenvalue (by `method`) to `into`."""
+    return lambda: into.append(architecture_eigenvalue(model, [objective], params, weight_decay, method))
+
+
+def run_bench(
+    config: RunConfig,
+    steps: int = 50,
+    warmup: int = 10,
+    hessian_methods: tuple[str, ...] = ("rows", "lanczos"),
+    hessian_repeats: int = 3,
+    log: Callable[[str], None] = print,
+) -> dict[str, object]:
+    """Time `config`'s optimizer on its space at its model size; print and return the figures."""
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    optimizer_class = optimizers.get(config.optimizer)
+    options = optimizer_config(config, optimizer_class.Config)
+    if config.data_limit == 0:
+        images, labels = random_images(2 * options.batch_size * 8, config.seed)
+        source = "synthetic images"
+    else:
+        images, labels = read_cifar10_train(ensure_cifar10(config.data))
+        images, labels = images[: config.data_limit], labels[: config.data_limit]
+        source = f"CIFAR-10 ({len(images)} images)"
+    data = search_data(config, options.batch_size, device, images, labels)
+    model = build_model(config, optimizer_class, device)
+    optimizer = optimizer_class(get_search_space(config.space), model, options)
+    optimizer.new_epoch(0, config.epochs)
+    graphed = use_cuda_graphs(config, device) and optimizer.capturable
+    step_fn = GraphedStep(optimizer) if graphed else optimizer.step
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    log(
+        f"{config.optimizer}, space {config.space}, batch {options.batch_size}, {config.channels} channels, "
+        f"{config.cells} cells, {source}, {where}, torch {torch.__version__}, "
+        f"CUDA graphs {'on' if graphed else 'off'}, "
+        f"{'channels_last' if memory_format(config, device) == torch.channels_last else 'NCHW'}"
+    )
+    pairs = endless_pairs(data)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    results: dict[str, object] = {}
+
+    def one_step() -> None:
+        train, valid = next(pairs)
+        step_fn(train, valid)
+
+    for _ in range(warmup):
+        one_step()
+    results["step"] = time_calls(one_step, steps, device)
+    log(f"step (batch pair + search step): {results['step']}")
+
+    valid_images, valid_labels = next(pairs)[1]
+    model.eval()
+    forward = inference(model, optimizer.eval_mixing(), use_cuda_graphs(config, device))
+
+    def validate() -> None:
+        with torch.no_grad():
+            F.cross_entropy(forward(valid_images), valid_labels)
+
+    validate()
+    results["validation"] = time_calls(validate, max(10, steps // 5), device)
+    model.train()
+    log(f"validation forward (one batch, eval mode): {results['validation']}")
+
+    params = optimizer.arch_parameters()
+    objective = optimizer.architecture_objective((valid_images, valid_labels)) if params else None
+    for method in hessian_methods if params else ():
+        eigenvalues: list[float] = []
+        eigen = _eigenvalue_call(eigenvalues, model, objective, params, options.arch_weight_decay, method)
+        eigen()
+        results[f"hessian_{method}"] = time_calls(eigen, hessian_repeats, device)
+        log(
+            f"Hessian eigenvalue ({method}, {sum(p.numel() for p in params)} parameters): "
+            f"{results[f'hessian_{method}']}; eigenvalue {eigenvalues[-1]:.6g}"
+        )
+    if device.type == "cuda":
+        results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        log(f"peak GPU memory: {results['peak_memory_gib']:.2f} GiB")
+    return results

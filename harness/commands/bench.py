@@ -1,0 +1,43 @@
+"""`python -m harness bench`: median step time, validation pass, Hessian and peak memory."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from harness.bench import run_bench
+    from harness.commands.run import config_from_args
+
+    config = config_from_args(args, args.optimizer, args.space, args.seed)
+    if args.data is None:
+        config = dataclasses.replace(config, data_limit=0)
+    run_bench(
+        config,
+        steps=args.steps,
+        warmup=args.warmup,
+        hessian_methods=tuple(m for m in args.hessian_methods.split(",") if m),
+    )
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    from harness.commands.run import add_run_options
+
+    parser = subparsers.add_parser(
+        "bench", help="time steps, a validation pass and the Hessian (synthetic batches unless --data is given)"
+    )
+    parser.add_argument("--optimizer", required=True)
+    parser.add_argument("--space", type=int, required=True, choices=(1, 2, 3))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=50, help="timed steps (default 50)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first (default 10)")
+    parser.add_argument(
+        "--hessian-methods",
+        default="rows,lanczos",
+        help="comma-separated Hessian methods to time, or '' for none (default rows,lanczos)",
+    )
+    add_run_options(parser)
+    parser.set_defaults(handler=_bench)
