@@ -77,6 +77,25 @@ def endless_pairs(data: SearchData) -> Iterator:
         epoch += 1
 
 
+def kernel_profile(optimizer, pairs: Iterator, device: torch.device, steps: int = 3, top: int = 15) -> str:
+    """The kernels (CUDA) or ops (CPU) of `steps` eager steps, most time first, as text."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activity = ProfilerActivity.CUDA if device.type == "cuda" else ProfilerActivity.CPU
+    with profile(activities=[activity]) as prof:
+        for _ in range(steps):
+            optimizer.step(*next(pairs))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    events = [e for e in prof.key_averages() if e.self_device_time_total or activity == ProfilerActivity.CPU]
+    own = (lambda e: e.self_device_time_total) if device.type == "cuda" else (lambda e: e.self_cpu_time_total)
+    total = sum(own(e) for e in events) / steps / 1e3
+    lines = [f"eager step profile: {sum(e.count for e in events) / steps:.0f} kernels/ops, {total:.2f} ms per step"]
+    for event in sorted(events, key=own, reverse=True)[:top]:
+        lines.append(f"  {own(event) / steps / 1e3:8.3f} ms {event.count / steps:6.0f}x  {event.key[:100]}")
+    return "\n".join(lines)
+
+
 def _eigenvalue_call(
     into: list[float], model, objective, params, weight_decay: float, method: str
 ) -> Callable[[], None]:
@@ -90,6 +109,7 @@ def run_bench(
     warmup: int = 10,
     hessian_methods: tuple[str, ...] = ("rows", "lanczos"),
     hessian_repeats: int = 3,
+    profile: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, object]:
     """Time `config`'s optimizer on its space at its model size; print and return the figures."""
@@ -131,6 +151,8 @@ def run_bench(
     results["step"] = time_calls(one_step, steps, device)
     log(f"step (batch pair + search step): {results['step']}")
 
+    if profile:
+        log(kernel_profile(optimizer, pairs, device))
     valid_images, valid_labels = next(pairs)[1]
     model.eval()
     forward = inference(model, optimizer.eval_mixing(), use_cuda_graphs(config, device))

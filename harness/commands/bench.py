@@ -19,6 +19,7 @@ def _bench(args: argparse.Namespace) -> int:
         steps=args.steps,
         warmup=args.warmup,
         hessian_methods=tuple(m for m in args.hessian_methods.split(",") if m),
+        profile=args.profile,
     )
     return 0
 
@@ -39,5 +40,6 @@ def add_parser(subparsers) -> None:
         default="rows,lanczos",
         help="comma-separated Hessian methods to time, or '' for none (default rows,lanczos)",
     )
+    parser.add_argument("--profile", action="store_true", help="also list the kernels of a few eager steps")
     add_run_options(parser)
     parser.set_defaults(handler=_bench)

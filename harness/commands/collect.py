@@ -8,8 +8,12 @@ from pathlib import Path
 
 def collect_to_files(results_dir: Path) -> tuple[Path, Path, int]:
     """Write RESULTS_DIR/all_epochs.parquet and .csv; returns their paths and the row count."""
+    from benchmarks.errors import MissingFileError
     from harness.results import COLLECTED_FILE, collect, write_table
 
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise MissingFileError(f"results folder {results_dir} does not exist (or is not a folder)")
     frame = collect(results_dir)
     parquet, csv = results_dir / f"{COLLECTED_FILE}.parquet", results_dir / f"{COLLECTED_FILE}.csv"
     write_table(parquet, frame)
@@ -31,6 +35,12 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("collect", help="gather all runs' epoch tables into one (parquet + CSV)")
-    parser.add_argument("results_dir")
+    parser = subparsers.add_parser(
+        "collect",
+        help="gather all runs' epoch tables into one (parquet + CSV)",
+        description="Concatenate the epochs.parquet of every run under RESULTS_DIR into one tidy table, "
+        "RESULTS_DIR/all_epochs.parquet and all_epochs.csv (sorted by space, optimizer, seed, epoch), and list "
+        "each run's status. The columns are described in docs/results.md.",
+    )
+    parser.add_argument("results_dir", help="a results folder of runs (a sweep's or a run's --out)")
     parser.set_defaults(handler=_collect)

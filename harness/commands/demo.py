@@ -36,9 +36,10 @@ def resolve_benchmark(benchmark: str) -> str:
     except HarnessError as err:
         raise HarnessError(
             f"NAS-Bench-101 ({path}, about 499 MB) is not here and could not be downloaded ({err}).\n"
-            f"  Fetch it:            python -m harness fetch nasbench101 --dest {path.parent}   (then make demo)\n"
-            "  Or run on made-up accuracies, offline:\n"
-            "                       make demo BENCHMARK=synthetic DATA=DIR   (DIR holding cifar-10-batches-py/)"
+            f"  Fetch it:  python -m harness fetch nasbench101 --dest {path.parent}   (then make demo again)\n"
+            "  Or run on made-up accuracies (synthetic benchmark), offline, with DIR holding cifar-10-batches-py/:\n"
+            "             make demo BENCHMARK=synthetic DATA=DIR\n"
+            "         or  python -m harness demo --benchmark synthetic --data DIR"
         ) from err
     return str(path)
 
@@ -46,6 +47,7 @@ def resolve_benchmark(benchmark: str) -> str:
 def _demo(args: argparse.Namespace) -> int:
     from harness.commands.collect import collect_to_files
     from harness.commands.plot import make_plots
+    from harness.commands.sweep import print_outcomes
     from harness.config import make_config
     from harness.data import ensure_cifar10
     from harness.sweep import run_sweep
@@ -55,7 +57,8 @@ def _demo(args: argparse.Namespace) -> int:
         ensure_cifar10(args.data)
     except HarnessError as err:
         raise MissingFileError(
-            f"{err}\n  Offline, prepare a copy with: python ../shared/tools/prepare_cifar10.py DIR, "
+            f"CIFAR-10 is not in {Path(args.data) / 'cifar-10-batches-py'} and could not be downloaded: {err}\n"
+            "  Offline, prepare a copy with: python ../shared/tools/prepare_cifar10.py DIR, "
             "then: make demo BENCHMARK=synthetic DATA=DIR"
         ) from err
     out = Path(args.out)
@@ -80,9 +83,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"{', '.join(map(str, DEMO_SEEDS))}, {args.epochs} epochs, benchmark {benchmark}), {jobs} at a time"
     )
     outcomes = run_sweep(configs, jobs=jobs, verbose=5)
-    failed = [o for o in outcomes if o.state != "completed"]
-    for outcome in failed:
-        print(f"  FAILED {outcome.run}: {outcome.detail}")
+    failed = print_outcomes(outcomes)
     parquet, csv, rows = collect_to_files(out / "runs")
     print(f"demo: {rows} epoch rows in {parquet} and {csv}")
     for path in make_plots(out / "runs", out / "figures"):
@@ -91,7 +92,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="a small comparative sweep (DARTS, SDARTS-RS, SDARTS-ADV) + figures")
+    parser = subparsers.add_parser(
+        "demo",
+        help="a small comparative sweep (DARTS, SDARTS-RS, SDARTS-ADV) + figures",
+        description=f"What `make demo` runs: {', '.join(DEMO_OPTIMIZERS)} on search space {DEMO_SPACE}, seeds "
+        f"{', '.join(map(str, DEMO_SEEDS))}, the quick preset, then collect and plot into OUT/runs and OUT/figures. "
+        "A few minutes on a laptop CPU. Finished runs are skipped when it is run again.",
+    )
     parser.add_argument(
         "--benchmark",
         default="nasbench101",
@@ -99,7 +106,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--data", default="data", help="folder holding cifar-10-batches-py/ (default: data/)")
     parser.add_argument("--out", default="results/demo", help="output folder (default: results/demo)")
-    parser.add_argument("--epochs", type=int, default=DEMO_EPOCHS)
-    parser.add_argument("--jobs", type=int, help="runs at once (default: one per CPU core)")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="search epochs (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, help="runs at once (default: one per CPU core, at most 6)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.set_defaults(handler=_demo)

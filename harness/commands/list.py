@@ -22,14 +22,19 @@ def _list(args: argparse.Namespace) -> int:
     print("Optimizers:")
     width = max(len(name) for name in optimizers.available())
     for name in optimizers.available():
-        doc = inspect.getdoc(optimizers.get(name)) or ""
-        print(f"  {name:<{width}}  {doc.splitlines()[0] if doc else ''}")
+        summary = " ".join((inspect.getdoc(optimizers.get(name)) or "").split("\n\n")[0].split())
+        print(f"  {name:<{width}}  {summary}")
     print("Presets: " + ", ".join(PRESETS))
     return 0
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("list", help="list search spaces (with sizes), optimizers and presets")
+    parser = subparsers.add_parser(
+        "list",
+        help="list search spaces (with sizes), optimizers and presets",
+        description="Print the NAS-Bench-1Shot1 search spaces with their sizes, every registered optimizer with "
+        "the first paragraph of its docstring, and the presets.",
+    )
     parser.add_argument(
         "--plugin",
         action="append",

@@ -1,0 +1,194 @@
+"""The user-facing verbs end to end: list, run with --set, sweep's summary, export, collect, plot,
+errors as one `error:` line with exit code 2, and demo's way out when NAS-Bench-101 is missing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import optimizers
+from benchmarks.nasbench1shot1.spaces import SEARCH_SPACES
+from harness.cli import main
+from harness.results import COLLECTED_FILE, TABLE_FILE, read_table
+from tests.runs import cli_args, tiny_config
+
+REPO = Path(__file__).resolve().parents[1]
+BUILT_IN = (
+    "darts",
+    "pcdarts",
+    "sdarts-rs",
+    "sdarts-adv",
+    "pcdarts-rs",
+    "pcdarts-adv",
+    "gdas",
+    "nasp",
+    "enas",
+    "random-ws",
+)
+TINY_SETTINGS = ("channels=2", "cells=3", "data_limit=192", "valid_batches=1", "hessian=False", "batch_size=32")
+RAISING_PLUGIN = '''
+import optimizers
+
+
+@optimizers.register("test-raises-in-step")
+class RaisesInStep(optimizers.get("darts")):
+    """DARTS whose weight step raises."""
+
+    def step(self, train_batch, valid_batch):
+        raise RuntimeError("boom in step")
+'''
+
+
+@pytest.fixture(scope="session")
+def synthetic_table() -> None:
+    """The synthetic table (and the spaces' model lists), built once per test session."""
+    from benchmarks.nasbench101.synthetic import synthetic_table
+
+    synthetic_table()
+
+
+@pytest.fixture(scope="module")
+def cli_run(cifar_root: Path, synthetic_table, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`harness run` of one tiny SDARTS-RS epoch with --set overrides of both kinds; its run directory."""
+    config = tiny_config(cifar_root, tmp_path_factory.mktemp("cli-run"), "sdarts-rs", epochs=1, hessian=False)
+    overrides = ["bn_momentum=0.9", "hessian_method=lanczos", "arch_lr=0.002", "epsilon_max=0.2"]
+    assert main([*cli_args(config), *(a for item in overrides for a in ("--set", item))]) == 0
+    return Path(config.out) / config.run_name
+
+
+def test_list_shows_spaces_with_sizes_and_every_optimizer(synthetic_table, capsys: pytest.CaptureFixture) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for number, alphas in ((1, 24), (2, 26), (3, 35)):
+        space = SEARCH_SPACES[number]
+        assert f"  {number}: {space.num_choice_nodes} choice nodes, {alphas} architecture parameters, " in out
+        assert f"{space.num_models:,} distinct NAS-Bench-101 models" in out
+    listed = {line.split()[0] for line in out.split("Optimizers:\n")[1].split("Presets:")[0].splitlines()}
+    assert set(BUILT_IN) <= listed and set(optimizers.available()) <= listed
+    assert "Presets: paper, quick" in out
+
+
+def test_run_writes_the_resolved_overrides(cli_run: Path) -> None:
+    resolved = json.loads((cli_run / "config.json").read_text())["resolved"]
+    run, options = resolved["run"], resolved["optimizer_config"]
+    assert (run["optimizer"], run["epochs"], run["channels"], run["cells"]) == ("sdarts-rs", 1, 2, 3)
+    assert (run["bn_momentum"], run["hessian_method"], run["hessian"]) == (0.9, "lanczos", False)
+    assert (options["arch_lr"], options["epsilon_max"], options["batch_size"]) == (0.002, 0.2, 32)
+    assert options["epsilon_min"] == 0.03  # untouched defaults are written too
+    assert read_table(cli_run / TABLE_FILE)["epoch"].tolist() == [0]
+
+
+def test_export_writes_csv(cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["export", str(cli_run)]) == 0
+    assert f"{cli_run / 'epochs.csv'}: 1 rows" in capsys.readouterr().out
+    exported = pd.read_csv(cli_run / "epochs.csv", dtype={"arch_hash": str})
+    pd.testing.assert_frame_equal(exported, read_table(cli_run / TABLE_FILE), check_dtype=False)
+    assert main(["export", str(cli_run.parent), "--out", str(tmp_path / "all.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "all.csv")) == 1
+
+
+def test_collect_and_plot_verbs(cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    results = cli_run.parent
+    assert main(["collect", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "1 rows" in out and f"{cli_run.name}: completed (1/1 epochs)" in out
+    table = results / f"{COLLECTED_FILE}.parquet"
+    assert table.is_file() and (results / f"{COLLECTED_FILE}.csv").is_file()
+    for source, figures in ((results, tmp_path / "from-folder"), (table, tmp_path / "from-table")):
+        assert main(["plot", str(source), "--out", str(figures)]) == 0
+        names = {p.name for p in figures.iterdir()}  # no Hessian figure: the run had the Hessian off
+        assert names == {"anytime_test_error.png", "anytime_test_error.pdf", "summary.md", "summary.csv"}
+
+
+def test_sweep_lists_the_failed_run_and_finishes_the_others(
+    cifar_root: Path, synthetic_table, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    plugin = tmp_path / "raising.py"
+    plugin.write_text(RAISING_PLUGIN)
+    args = ["sweep", "--optimizers", "darts,test-raises-in-step", "--plugin", str(plugin), "--spaces", "1"]
+    args += ["--seeds", "0", "--epochs", "1", "--data", str(cifar_root), "--benchmark", "synthetic"]
+    args += ["--out", str(tmp_path / "runs"), "--device", "cpu", "--quiet"]
+    args += [a for item in TINY_SETTINGS for a in ("--set", item)]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "sweep: 1 of 2 runs complete; 1 failed:" in out
+    assert "FAILED test-raises-in-step-s1-seed0: RuntimeError: boom in step" in out
+    assert (tmp_path / "runs" / "darts-s1-seed0" / TABLE_FILE).is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--optimizer", "dart", "--space", "1"], "unknown optimizer 'dart'. Did you mean darts"),
+        (["sweep", "--optimizers", "darts,nope", "--seeds", "0"], "unknown optimizer 'nope'"),
+        (["run", "--optimizer", "darts", "--space", "1", "--set", "nope=1"], "unknown setting 'nope'; settable: "),
+        (["sweep", "--optimizers", "darts", "--set", "nope=1"], "unknown setting 'nope'"),
+        (["sweep", "--optimizers", "darts", "--seeds", "x"], "cannot read 'x' as integers"),
+        (["sweep", "--optimizers", "darts", "--seeds", "3-1"], "empty range '3-1'"),
+        (["sweep", "--optimizers", "darts", "--seeds", ""], "cannot read '' as integers"),
+        (["sweep", "--optimizers", "darts", "--spaces", "2,4"], "unknown search space(s) [4]"),
+        (["sweep", "--optimizers", "darts", "--set", "channels=x"], "'x'"),
+        (["collect", "no-such-folder"], "results folder no-such-folder does not exist"),
+        (["export", "no-such-folder"], "no-such-folder is not a run directory nor a results folder"),
+        (["plot", "no-such-folder"], "results folder no-such-folder does not exist"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_2(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
+    assert message in captured.err
+    assert list(tmp_path.iterdir()) == []  # nothing ran, nothing was written
+
+
+def _offline_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`python -m harness ARGS` with every download refused (a proxy on a closed port)."""
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "http_proxy", "https_proxy")}
+    env.update(PYTHONPATH=str(REPO), http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9")
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_demo_offline_without_the_benchmark_says_how_to_go_on(cifar_root: Path, tmp_path: Path) -> None:
+    result = _offline_cli(["demo", "--data", str(cifar_root)], tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: NAS-Bench-101 (data/nasbench_only108.tfrecord, about 499 MB)")
+    assert "python -m harness fetch nasbench101 --dest data" in result.stderr
+    assert "make demo BENCHMARK=synthetic DATA=DIR" in result.stderr
+    assert "python -m harness demo --benchmark synthetic --data DIR" in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_demo_offline_without_cifar_says_how_to_prepare_it(tmp_path: Path) -> None:
+    result = _offline_cli(["demo", "--benchmark", "synthetic", "--data", "nodata"], tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "CIFAR-10" in result.stderr and "prepare_cifar10.py" in result.stderr
+    assert "make demo BENCHMARK=synthetic DATA=DIR" in result.stderr
+
+
+def test_docs_cli_md_covers_every_verb_and_option() -> None:
+    """docs/cli.md has a section per verb naming each of its options (regenerate the help blocks
+    with `COLUMNS=100 python -m harness VERB --help` when a verb changes)."""
+    import argparse
+
+    from harness.cli import build_parser
+
+    text = (REPO / "docs" / "cli.md").read_text()
+    verbs = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    sections = {block.split("\n", 1)[0]: block for block in text.split("\n## ")[1:]}
+    assert sorted(sections) == sorted(verbs)
+    for verb, parser in verbs.items():
+        names = [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
+        names += [action.dest for action in parser._actions if not action.option_strings]
+        missing = [name for name in names if name not in sections[verb]]
+        assert not missing, f"docs/cli.md's `{verb}` section lacks {missing}"
