@@ -12,9 +12,15 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.errors import UnknownNameError
+from benchmarks.errors import HarnessError, UnknownNameError
 
 DEFAULT_BENCHMARK = "data/nasbench_only108.tfrecord"
+NOT_SETTABLE = ("optimizer", "space", "seed", "preset", "plugins", "optimizer_options")
+"""RunConfig fields `--set` may not change: they have options of their own."""
+
+
+class SettingError(HarnessError, ValueError):
+    """A `--set KEY=VALUE` that cannot be applied."""
 
 
 @dataclass
@@ -90,8 +96,8 @@ def parse_assignments(assignments: list[str] | None) -> dict[str, str]:
     parsed = {}
     for item in assignments or []:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        if not sep or not key.strip():
+            raise SettingError(f"--set expects KEY=VALUE, got {item!r}")
         parsed[key.strip()] = value.strip()
     return parsed
 
@@ -119,19 +125,23 @@ def coerce(value: Any, annotation: Any) -> Any:
 
 def apply_settings(config: RunConfig, settings: dict[str, str], optimizer_config_class: type) -> RunConfig:
     """Apply KEY=VALUE settings: run fields by name, optimizer Config fields by name."""
-    run_fields = {f.name: f for f in dataclasses.fields(RunConfig)}
-    run_hints = typing.get_type_hints(RunConfig)
+    run_hints = {k: v for k, v in typing.get_type_hints(RunConfig).items() if k not in NOT_SETTABLE}
     option_hints = typing.get_type_hints(optimizer_config_class)
     options = dict(config.optimizer_options)
     changes = {}
     for key, value in settings.items():
-        if key in run_fields and key not in ("optimizer_options", "plugins"):
-            changes[key] = coerce(value, run_hints[key])
-        elif key in option_hints:
-            options[key] = coerce(value, option_hints[key])
+        if key not in run_hints and key not in option_hints:
+            settable = ", ".join(sorted({*run_hints, *option_hints}))
+            raise UnknownNameError(f"unknown setting {key!r}; settable: {settable}")
+        hint = run_hints.get(key, option_hints.get(key))
+        try:
+            converted = coerce(value, hint)
+        except (ValueError, TypeError) as err:
+            raise SettingError(f"--set {key}={value}: {err}") from None
+        if key in run_hints:
+            changes[key] = converted
         else:
-            known = sorted([*(k for k in run_fields if k not in ("optimizer_options", "plugins")), *option_hints])
-            raise UnknownNameError(f"unknown setting {key!r}; settable: {', '.join(known)}")
+            options[key] = converted
     return dataclasses.replace(config, optimizer_options=options, **changes)
 
 

@@ -22,6 +22,8 @@ CONFIG_FILE = "config.json"
 TABLE_FILE = "epochs.parquet"
 STATUS_FILE = "status.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+LOCK_FILE = ".lock"
+"""Locked (flock) by the process running the run."""
 COLLECTED_FILE = "all_epochs"
 
 COLUMNS: dict[str, str] = {

@@ -27,9 +27,11 @@ from harness.config import RunConfig, optimizer_config
 from harness.cuda_graphs import GraphedCall, GraphedStep
 from harness.data import SearchData, ensure_cifar10, read_cifar10_train
 from harness.hessian import architecture_eigenvalue
+from harness.locks import hold_lock
 from harness.results import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    LOCK_FILE,
     SCHEMA_VERSION,
     TABLE_FILE,
     read_json,
@@ -41,8 +43,9 @@ from harness.results import (
     write_table,
 )
 
-IDENTITY_EXCLUDED = ("out", "data", "device", "plugins")
-"""RunConfig fields that may change between a run and its resumption."""
+IDENTITY_EXCLUDED = ("out", "data", "device", "plugins", "cuda_graphs", "channels_last", "hessian_method")
+"""RunConfig fields that may change between a run and its resumption: where things are, and how
+(not what) is computed."""
 
 
 class RunFailed(HarnessError):
@@ -64,9 +67,20 @@ def resolved_config(config: RunConfig, optimizer_class: type) -> dict[str, Any]:
     return {"run": run, "optimizer_config": options, "model_options": dict(optimizer_class.model_options)}
 
 
-def _identity(resolved: dict[str, Any]) -> dict[str, Any]:
-    run = {k: v for k, v in resolved["run"].items() if k not in IDENTITY_EXCLUDED}
-    return {**resolved, "run": run}
+def run_identity(resolved: dict[str, Any], optimizer_class: type) -> dict[str, Any]:
+    """What makes two runs the same run: the resolved configuration without `IDENTITY_EXCLUDED`
+    and without fields at their default value (so a field added to the harness later, with a
+    default, does not orphan existing run directories)."""
+
+    def non_default(values: dict[str, Any], config_class: type, excluded: tuple[str, ...] = ()) -> dict[str, Any]:
+        defaults = {f.name: f.default for f in dataclasses.fields(config_class) if f.default is not dataclasses.MISSING}
+        return {k: v for k, v in values.items() if k not in excluded and (k not in defaults or v != defaults[k])}
+
+    return {
+        "run": non_default(resolved["run"], RunConfig, IDENTITY_EXCLUDED),
+        "optimizer_config": non_default(resolved["optimizer_config"], optimizer_class.Config),
+        "model_options": resolved.get("model_options", {}),
+    }
 
 
 def memory_format(config: RunConfig, device: torch.device) -> torch.memory_format:
@@ -121,16 +135,20 @@ class EpochValidation:
 class SearchRun:
     """A run directory and the objects of one search; `execute()` runs or resumes it."""
 
-    def __init__(self, config: RunConfig, progress: bool = True, log: Callable[[str], None] = print):
+    def __init__(
+        self, config: RunConfig, progress: bool = True, log: Callable[[str], None] = print, wait: bool = False
+    ):
         for plugin in config.plugins:
             optimizers.load_plugin(plugin)
         self.config = config
         self.progress = progress
         self.log = log
+        self.wait = wait
         self.optimizer_class = optimizers.get(config.optimizer)
         self.space = get_search_space(config.space)
         self.resolved = resolved_config(config, self.optimizer_class)
-        self.digest = config_digest(_identity(self.resolved))
+        self.identity = run_identity(self.resolved, self.optimizer_class)
+        self.digest = config_digest(self.identity)
         self.run_dir = Path(config.out) / config.run_name
 
     def prepare_directory(self) -> None:
@@ -139,12 +157,13 @@ class SearchRun:
         if config_path.exists():
             existing = read_json(config_path)
             if existing.get("config_digest") != self.digest:
-                old, new = _identity(existing.get("resolved", {"run": {}})), _identity(self.resolved)
+                old = run_identity(existing.get("resolved", {"run": {}, "optimizer_config": {}}), self.optimizer_class)
+                new = self.identity
                 differences = [
-                    f"{section}.{key}: {old.get(section, {}).get(key)!r} -> {value!r}"
+                    f"{section}.{key}: {old[section].get(key, 'default')!r} -> {new[section].get(key, 'default')!r}"
                     for section in ("run", "optimizer_config")
-                    for key, value in new[section].items()
-                    if old.get(section, {}).get(key) != value
+                    for key in sorted({*old[section], *self.identity[section]})
+                    if old[section].get(key) != self.identity[section].get(key)
                 ]
                 raise HarnessError(
                     f"{self.run_dir} holds a run with a different configuration "
@@ -154,13 +173,40 @@ class SearchRun:
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def execute(self) -> Path:
-        """Run the search to its last epoch (resuming if possible); returns the run directory."""
+        """Run the search to its last epoch (resuming if possible); returns the run directory.
+
+        Holds the run directory's lock throughout (waits for another process holding it when
+        `wait`, else fails). Any error, or an interrupt, is recorded in status.json.
+        """
         self.prepare_directory()
+        with hold_lock(self.run_dir / LOCK_FILE, self.wait, f"run directory {self.run_dir}"):
+            status = read_status(self.run_dir) or {}
+            epochs = self.config.epochs
+            if status.get("state") == "completed" and status.get("epochs_completed") == epochs:
+                self.log(f"{self.config.run_name}: already complete ({epochs} epochs), nothing to do")
+                return self.run_dir
+            self.epochs_done = status.get("epochs_completed", 0)
+            try:
+                self._search()
+            except KeyboardInterrupt:
+                write_status(
+                    self.run_dir,
+                    "interrupted",
+                    self.epochs_done,
+                    epochs,
+                    error="interrupted; run the same command again to resume",
+                )
+                raise
+            except Exception as err:
+                reason = str(err) if isinstance(err, HarnessError) else f"{type(err).__name__}: {err}"
+                write_status(
+                    self.run_dir, "failed", self.epochs_done, epochs, failed_epoch=self.epochs_done, error=reason
+                )
+                raise
+        return self.run_dir
+
+    def _search(self) -> None:
         epochs = self.config.epochs
-        status = read_status(self.run_dir)
-        if status and status.get("state") == "completed" and status.get("epochs_completed") == epochs:
-            self.log(f"{self.config.run_name}: already complete ({epochs} epochs), nothing to do")
-            return self.run_dir
         device = resolve_device(self.config.device)
         torch.manual_seed(self.config.seed)
         table = load_benchmark(self.config.benchmark)
@@ -184,6 +230,7 @@ class SearchRun:
                     "torch": torch.__version__,
                     "python": platform.python_version(),
                     "device": str(device),
+                    "torch_threads": torch.get_num_threads(),
                     "device_name": torch.cuda.get_device_name(device)
                     if device.type == "cuda"
                     else platform.processor(),
@@ -196,22 +243,18 @@ class SearchRun:
             },
         )
         start, rows = self._resume(model, optimizer)
+        self.epochs_done = start
         graphed = None
         if use_cuda_graphs(self.config, device) and optimizer.capturable:
             graphed = GraphedStep(optimizer)
-        write_status(self.run_dir, "running", start, epochs)
+        write_status(self.run_dir, "running" if start < epochs else "completed", start, epochs)
         for epoch in range(start, epochs):
-            try:
-                row = self._epoch(epoch, data, model, optimizer, graphed, table, best_test)
-            except RunFailed as err:
-                write_status(self.run_dir, "failed", epoch, epochs, failed_epoch=epoch, error=str(err))
-                raise
-            rows.append(row)
+            rows.append(self._epoch(epoch, data, model, optimizer, graphed, table, best_test))
             write_table(self.run_dir / TABLE_FILE, to_frame(rows))
             save_checkpoint(self.run_dir / CHECKPOINT_FILE, self.digest, epoch, model, optimizer.state_dict())
+            self.epochs_done = epoch + 1
             write_status(self.run_dir, "running" if epoch + 1 < epochs else "completed", epoch + 1, epochs)
-            self.log(self._summary(row))
-        return self.run_dir
+            self.log(self._summary(rows[-1]))
 
     def _load_data(self, device: torch.device) -> SearchData:
         images, labels = read_cifar10_train(ensure_cifar10(self.config.data))
@@ -356,6 +399,9 @@ class SearchRun:
         )
 
 
-def run_search(config: RunConfig, progress: bool = True, log: Callable[[str], None] = print) -> Path:
-    """Run or resume one search; returns its run directory."""
-    return SearchRun(config, progress, log).execute()
+def run_search(
+    config: RunConfig, progress: bool = True, log: Callable[[str], None] = print, wait: bool = False
+) -> Path:
+    """Run or resume one search; returns its run directory. `wait`: if another process is
+    running it, wait for that process instead of failing."""
+    return SearchRun(config, progress, log, wait).execute()

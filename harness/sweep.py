@@ -1,17 +1,16 @@
 """Sweeps: a grid of runs fanned out with joblib, on local processes (loky) or a Dask cluster.
 
 Finished runs are skipped, interrupted ones resume (the runner does both), and a failing run is
-recorded without stopping the others. Each run holds a lock file in its directory while it
-runs, so a run left running by a killed sweep (an orphaned worker) is waited for, never run
-twice at once. On GPUs, each run takes a slot (GPU, k) under a file lock, so at most
-`runs_per_gpu` runs share a GPU on each machine.
+recorded without stopping the others. A run whose directory is locked by another process (e.g. a
+worker left running by a killed sweep) is waited for, never run twice at once. On GPUs, each
+run takes a slot (GPU, k) under a file lock, so at most `runs_per_gpu` runs share a GPU on each
+machine.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import os
 import tempfile
 import time
@@ -19,15 +18,13 @@ import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from benchmarks.errors import HarnessError
 from harness.config import RunConfig
+from harness.locks import try_lock
 
 SLOT_POLL_SECONDS = 1.0
-RUN_LOCK_FILE = ".sweep.lock"
-"""Held (flock) by the process running a run, in the run directory."""
-RUN_LOCK_POLL_SECONDS = 2.0
 
 
 def parse_int_list(text: str) -> list[int]:
@@ -59,20 +56,6 @@ class RunOutcome:
         return self.state in ("completed", "skipped")
 
 
-def _try_lock(path: Path) -> IO[str] | None:
-    """An open file holding an exclusive lock on `path`, or None if another holder has it.
-
-    flock locks belong to an open file: two opens conflict even within one process.
-    """
-    handle = open(path, "a")  # noqa: SIM115 (kept open while the lock is held)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    return handle
-
-
 def default_slot_folder() -> Path:
     return Path(tempfile.gettempdir()) / "nas-harness-gpu-slots"
 
@@ -90,23 +73,12 @@ def gpu_slot(gpus: Sequence[int], runs_per_gpu: int, folder: Path | None = None)
     while True:
         for k in range(runs_per_gpu):
             for gpu in gpus:
-                handle = _try_lock(folder / f"gpu{gpu}-slot{k}.lock")
+                handle = try_lock(folder / f"gpu{gpu}-slot{k}.lock")
                 if handle is not None:
                     with handle:
                         yield f"cuda:{gpu}"
                     return
         time.sleep(SLOT_POLL_SECONDS)
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold the run directory's lock; waits while another process (e.g. a worker left running
-    by a killed sweep) holds it."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    while (handle := _try_lock(run_dir / RUN_LOCK_FILE)) is None:
-        time.sleep(RUN_LOCK_POLL_SECONDS)
-    with handle:
-        yield
 
 
 def _is_complete(config: RunConfig) -> bool:
@@ -130,13 +102,14 @@ def run_one(config: dict[str, Any], gpus: Sequence[int], runs_per_gpu: int, thre
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, threads))
     try:
-        with run_lock(Path(run_config.out) / run_config.run_name):
-            was_complete = _is_complete(run_config)
-            if gpus:
-                with gpu_slot(gpus, runs_per_gpu) as device:
-                    run_search(dataclasses.replace(run_config, device=device), progress=False, log=lambda _: None)
-            else:
-                run_search(run_config, progress=False, log=lambda _: None)
+        was_complete = _is_complete(run_config)
+        if gpus:
+            with gpu_slot(gpus, runs_per_gpu) as device:
+                run_search(
+                    dataclasses.replace(run_config, device=device), progress=False, log=lambda _: None, wait=True
+                )
+        else:
+            run_search(run_config, progress=False, log=lambda _: None, wait=True)
     except HarnessError as err:
         return RunOutcome(run_config.run_name, "failed", str(err), time.perf_counter() - started)
     except Exception:

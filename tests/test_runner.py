@@ -15,8 +15,10 @@ import pandas as pd
 import pytest
 
 import optimizers
+from benchmarks.errors import HarnessError, MissingFileError
+from harness import locks
 from harness.checkpoint import CheckpointError
-from harness.results import CHECKPOINT_FILE, COLUMNS, TABLE_FILE, TIMING_COLUMNS, read_status, read_table
+from harness.results import CHECKPOINT_FILE, COLUMNS, LOCK_FILE, TABLE_FILE, TIMING_COLUMNS, read_status, read_table
 from harness.runner import RunFailed, run_search
 from tests.runs import cli_args, tiny_config
 
@@ -130,3 +132,38 @@ def test_same_seed_same_numbers_other_seed_other_numbers(cifar_root, tmp_path):
         tables.append(_comparable(read_table(run_search(config, progress=False, log=lambda _: None) / TABLE_FILE)))
     pd.testing.assert_frame_equal(tables[0], tables[1])
     assert tables[0]["train_loss"][0] != tables[2]["train_loss"][0]
+
+
+def test_a_run_directory_in_use_is_refused(cifar_root, tmp_path):
+    config = tiny_config(cifar_root, tmp_path, epochs=1, hessian=False)
+    run_dir = Path(config.out) / config.run_name
+    run_dir.mkdir(parents=True)
+    holder = locks.try_lock(run_dir / LOCK_FILE)
+    try:
+        with pytest.raises(HarnessError, match="in use by another process"):
+            run_search(config, progress=False, log=lambda _: None)
+    finally:
+        holder.close()
+    run_search(config, progress=False, log=lambda _: None)
+    assert read_status(run_dir)["state"] == "completed"
+
+
+def test_an_error_before_the_first_epoch_is_recorded(cifar_root, tmp_path):
+    config = tiny_config(cifar_root, tmp_path, benchmark=str(tmp_path / "missing.tfrecord"), hessian=False)
+    with pytest.raises(MissingFileError, match="fetch nasbench101"):
+        run_search(config, progress=False, log=lambda _: None)
+    status = read_status(Path(config.out) / config.run_name)
+    assert status["state"] == "failed" and status["epochs_completed"] == 0 and "fetch" in status["error"]
+
+
+def test_a_run_written_before_new_settings_existed_still_resumes(cifar_root, tmp_path):
+    config = tiny_config(cifar_root, tmp_path, epochs=2, hessian=False)
+    run_dir = run_search(config, progress=False, log=lambda _: None)
+    saved = json.loads((run_dir / "config.json").read_text())
+    for key in ("channels_last", "hessian_batches", "bn_momentum"):
+        del saved["resolved"]["run"][key]
+    del saved["resolved"]["optimizer_config"]["reference_lr_schedule"]
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    (run_dir / "status.json").unlink()
+    run_search(config, progress=False, log=lambda _: None)
+    assert read_status(run_dir)["state"] == "completed"

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.errors import HarnessError
-from harness import sweep
+from harness import locks, sweep
 from harness.commands.collect import collect_to_files
 from harness.commands.plot import make_plots
 from harness.config import RunConfig
@@ -26,6 +26,7 @@ from harness.results import (
     COLLECTED_FILE,
     COLUMNS,
     CONFIG_FILE,
+    LOCK_FILE,
     STATUS_FILE,
     TABLE_FILE,
     TIMING_COLUMNS,
@@ -249,11 +250,11 @@ def test_run_held_by_another_process_is_waited_for(
     cifar_root: Path, synthetic_table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run still held by a worker of a killed sweep is not started a second time alongside it."""
-    monkeypatch.setattr(sweep, "RUN_LOCK_POLL_SECONDS", 0.02)
+    monkeypatch.setattr(locks, "POLL_SECONDS", 0.02)
     config = tiny_config(cifar_root, tmp_path, epochs=1, hessian=False)
     run_dir = tmp_path / config.run_name
     run_dir.mkdir()
-    holder = sweep._try_lock(run_dir / sweep.RUN_LOCK_FILE)
+    holder = locks.try_lock(run_dir / LOCK_FILE)
     outcomes = []
     worker = threading.Thread(target=lambda: outcomes.append(run_one(dataclasses.asdict(config), [], 1, 1)))
     worker.start()

@@ -8,7 +8,9 @@ Op alphas are indexed by `PRIMITIVES`; input alphas of node i index candidates 0
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import operator
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -250,9 +252,14 @@ SEARCH_SPACES = {
 }
 
 
-def get_search_space(number: int) -> SearchSpace:
-    """Search space 1, 2 or 3 of NAS-Bench-1Shot1."""
-    try:
-        return SEARCH_SPACES[int(number)]
-    except (KeyError, ValueError):
-        raise UnknownNameError(f"unknown search space {number!r}; NAS-Bench-1Shot1 has spaces 1, 2, 3") from None
+def get_search_space(number: int | str) -> SearchSpace:
+    """Search space 1, 2 or 3 of NAS-Bench-1Shot1 (an integer, or its digits as a string)."""
+    key = None
+    if isinstance(number, str) and number.strip().isdigit():
+        key = int(number)
+    elif not isinstance(number, bool):
+        with contextlib.suppress(TypeError):
+            key = operator.index(number)
+    if key not in SEARCH_SPACES:
+        raise UnknownNameError(f"unknown search space {number!r}; NAS-Bench-1Shot1 has spaces 1, 2, 3")
+    return SEARCH_SPACES[key]

@@ -26,7 +26,7 @@ def print_outcomes(outcomes) -> list:
 
 def _sweep(args: argparse.Namespace) -> int:
     import optimizers
-    from benchmarks.errors import HarnessError, UnknownNameError
+    from benchmarks.errors import UnknownNameError
     from benchmarks.nasbench1shot1.spaces import SEARCH_SPACES
     from harness.sweep import parse_int_list, run_sweep
 
@@ -46,12 +46,7 @@ def _sweep(args: argparse.Namespace) -> int:
     if not names:
         available = ", ".join(optimizers.available())
         raise UnknownNameError(f"--optimizers {args.optimizers!r} names no optimizer; available: all, {available}")
-    try:
-        configs = [config_from_args(args, name, space, seed) for space in spaces for name in names for seed in seeds]
-    except HarnessError:
-        raise
-    except ValueError as err:  # a --set value of the wrong type
-        raise HarnessError(str(err)) from err
+    configs = [config_from_args(args, name, space, seed) for space in spaces for name in names for seed in seeds]
     gpus = parse_int_list(args.gpus) if args.gpus else []
     print(
         f"sweep: {len(configs)} runs ({len(names)} optimizers x spaces {args.spaces} x seeds {args.seeds}) "

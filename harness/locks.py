@@ -1,0 +1,45 @@
+"""Advisory file locks (flock): one process per run directory, one run per GPU slot.
+
+A lock belongs to an open file and is released when the file is closed or its process dies,
+so a killed run never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from benchmarks.errors import HarnessError
+
+POLL_SECONDS = 1.0
+
+
+def try_lock(path: Path) -> IO[str] | None:
+    """An open file holding an exclusive lock on `path`, or None if another holder has it.
+
+    Two opens of the same path conflict even within one process.
+    """
+    handle = open(path, "a")  # noqa: SIM115 (kept open while the lock is held)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+@contextlib.contextmanager
+def hold_lock(path: Path, wait: bool, what: str) -> Iterator[None]:
+    """Hold the lock on `path` for the duration. If another process holds it: wait for it when
+    `wait`, else raise a HarnessError naming `what` is busy."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while (handle := try_lock(path)) is None:
+        if not wait:
+            raise HarnessError(f"{what} is in use by another process (lock {path}); wait for it to finish or stop it")
+        time.sleep(POLL_SECONDS)
+    with handle:
+        yield
