@@ -26,8 +26,8 @@ def _umask() -> int:
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp_path)` for a temporary file beside `path`, then rename it onto `path`.
 
-    Readers never see a half-written file; if `write` raises, the temporary file is removed and
-    whatever stood at `path` before is left as it was.
+    Readers never see a half-written file (the data reach the disk before the rename); if `write`
+    raises, the temporary file is removed and whatever stood at `path` before is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,6 +37,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     try:
         write(tmp_path)
         os.chmod(tmp_path, 0o666 & ~_umask())
+        with open(tmp_path, "rb+") as written:
+            os.fsync(written.fileno())
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)

@@ -17,11 +17,11 @@ import torch.nn.functional as F
 
 import optimizers
 from benchmarks.nasbench1shot1 import get_search_space
+from harness.components import build_model, inference, memory_format, resolve_device, search_data, use_cuda_graphs
 from harness.config import RunConfig, optimizer_config
 from harness.cuda_graphs import GraphedStep
 from harness.data import SearchData, ensure_cifar10, read_cifar10_train
 from harness.hessian import architecture_eigenvalue
-from harness.runner import build_model, inference, memory_format, resolve_device, search_data, use_cuda_graphs
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,7 @@ def run_bench(
     hessian_methods: tuple[str, ...] = ("rows", "lanczos"),
     hessian_repeats: int = 3,
     profile: bool = False,
+    synthetic_images: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, object]:
     """Time `config`'s optimizer on its space at its model size; print and return the figures."""
@@ -117,7 +118,7 @@ def run_bench(
     torch.manual_seed(config.seed)
     optimizer_class = optimizers.get(config.optimizer)
     options = optimizer_config(config, optimizer_class.Config)
-    if config.data_limit == 0:
+    if synthetic_images:
         images, labels = random_images(2 * options.batch_size * 8, config.seed)
         source = "synthetic images"
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.errors import MissingFileError
-from benchmarks.nasbench101.table import NASBench101
+from benchmarks.nasbench101 import NASBench101
 
 SYNTHETIC = "synthetic"
 

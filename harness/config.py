@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.errors import HarnessError, UnknownNameError
+from benchmarks.nasbench1shot1.ops import REFERENCE_BN_MOMENTUM
 
 DEFAULT_BENCHMARK = "data/nasbench_only108.tfrecord"
 NOT_SETTABLE = ("optimizer", "space", "seed", "preset", "plugins", "optimizer_options")
@@ -52,7 +55,7 @@ class RunConfig:
     device: str = "auto"
     channels: int = 16
     cells: int = 9
-    bn_momentum: float = 0.997
+    bn_momentum: float = REFERENCE_BN_MOMENTUM
     data_limit: int | None = None
     valid_batches: int | None = None
     hessian: bool = True
@@ -62,6 +65,24 @@ class RunConfig:
     channels_last: bool = True
     plugins: list[str] = field(default_factory=list)
     optimizer_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from harness.hessian import METHODS
+
+        problems = [
+            f"{name}={getattr(self, name)!r} must be at least {low}"
+            for name, low in (("epochs", 1), ("channels", 1), ("cells", 1), ("hessian_batches", 1))
+            if getattr(self, name) < low
+        ]
+        problems += [
+            f"{name}={getattr(self, name)!r} must be None or at least 1"
+            for name in ("data_limit", "valid_batches")
+            if getattr(self, name) is not None and getattr(self, name) < 1
+        ]
+        if self.hessian_method not in METHODS:
+            problems.append(f"hessian_method={self.hessian_method!r} is not one of {', '.join(METHODS)}")
+        if problems:
+            raise SettingError("; ".join(problems))
 
     @property
     def run_name(self) -> str:
@@ -108,7 +129,7 @@ def coerce(value: Any, annotation: Any) -> Any:
         return value
     origin = typing.get_origin(annotation)
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         if value.lower() in ("none", "null"):
             return None
         return coerce(value, args[0])
@@ -123,10 +144,13 @@ def coerce(value: Any, annotation: Any) -> Any:
     return json.loads(value)
 
 
-def apply_settings(config: RunConfig, settings: dict[str, str], optimizer_config_class: type) -> RunConfig:
-    """Apply KEY=VALUE settings: run fields by name, optimizer Config fields by name."""
+def apply_settings(config: RunConfig, settings: dict[str, str], option_classes: Sequence[type]) -> RunConfig:
+    """Apply KEY=VALUE settings: RunConfig fields by name, else fields of any of `option_classes`
+    (the optimizer Configs of a run or a sweep; each optimizer takes the fields it has)."""
     run_hints = {k: v for k, v in typing.get_type_hints(RunConfig).items() if k not in NOT_SETTABLE}
-    option_hints = typing.get_type_hints(optimizer_config_class)
+    option_hints = {}
+    for option_class in reversed(option_classes):
+        option_hints.update(typing.get_type_hints(option_class))
     options = dict(config.optimizer_options)
     changes = {}
     for key, value in settings.items():

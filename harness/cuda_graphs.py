@@ -9,24 +9,24 @@ a perturbation radius, the mixing weights) are baked into the graph: `reset` aft
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from benchmarks.errors import HarnessError
 from optimizers.base import Batch, SearchOptimizer, StepStats
 
 
 class GraphedCall:
-    """`fn(*tensors)` replayed from a CUDA graph; eager for the first `warmup` calls, for inputs
-    of other shapes (an epoch's last batch), and for good if capture fails."""
+    """`fn(*tensors)` replayed from a CUDA graph; eager for the first `warmup` calls and for
+    inputs of other shapes (an epoch's last batch). A failed capture is an error: the call was
+    declared capturable, and its Python-side state may now refer to the discarded graph."""
 
     def __init__(self, fn: Callable[..., Any], name: str, warmup: int = 1):
         self.fn, self.name, self.warmup = fn, name, warmup
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.failed = False
 
     def reset(self) -> None:
         """Drop the graph; the next call (after warm-up) captures a new one."""
@@ -34,11 +34,11 @@ class GraphedCall:
 
     def __call__(self, *tensors: Tensor) -> Any:
         shapes = [t.shape for t in tensors]
-        if self.failed or self.warmup > 0 or (self.graph is not None and shapes != self.shapes):
+        if self.warmup > 0 or (self.graph is not None and shapes != self.shapes):
             self.warmup -= 1
             return self._eager(tensors)
-        if self.graph is None and not self._capture(tensors):
-            return self._eager(tensors)
+        if self.graph is None:
+            self._capture(tensors)
         for static, tensor in zip(self.static_inputs, tensors):
             static.copy_(tensor)
         self.graph.replay()
@@ -54,7 +54,7 @@ class GraphedCall:
         torch.cuda.current_stream().wait_stream(side)
         return output
 
-    def _capture(self, tensors: tuple[Tensor, ...]) -> bool:
+    def _capture(self, tensors: tuple[Tensor, ...]) -> None:
         self.static_inputs = [t.clone() for t in tensors]
         self.shapes = [t.shape for t in tensors]
         graph = torch.cuda.CUDAGraph()
@@ -62,11 +62,11 @@ class GraphedCall:
             with torch.cuda.graph(graph):
                 self.static_output = self.fn(*self.static_inputs)
         except RuntimeError as err:
-            self.failed = True
-            warnings.warn(f"{self.name} cannot be captured as a CUDA graph ({err}); running it eagerly.", stacklevel=3)
-            return False
+            raise HarnessError(
+                f"{self.name} cannot be captured as a CUDA graph ({err}). Run with --set cuda_graphs=false; "
+                "if it is an optimizer's step, its `capturable` property should be False."
+            ) from err
         self.graph = graph
-        return True
 
 
 class GraphedStep:

@@ -7,8 +7,10 @@ for a (seed, epoch) pair, so a resumed run sees the same batches.
 
 from __future__ import annotations
 
+import os
 import pickle
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from benchmarks.errors import DataFileError, MissingFileError
+from benchmarks.errors import DataFileError, HarnessError, MissingFileError
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -28,26 +30,26 @@ CIFAR10_STD = (0.24703233, 0.24348505, 0.26158768)
 PADDING = 4
 
 
-def ensure_cifar10(root: str | Path, download: bool = True) -> Path:
+def ensure_cifar10(root: str | Path) -> Path:
     """The `cifar-10-batches-py` folder under `root`, downloaded and unpacked there if missing.
 
     An existing folder is used as is (no checksum: pre-extracted copies may differ from the
-    official archive); the downloaded archive is checked for size and MD5.
+    official archive); the downloaded archive is checked for size and MD5, and unpacked into a
+    temporary folder that is renamed into place, so an interrupted unpacking leaves nothing.
     """
     folder = Path(root) / CIFAR10_FOLDER
     if folder.is_dir():
         return folder
-    if not download:
-        raise MissingFileError(
-            f"CIFAR-10 not found: {folder} does not exist. Pass --data DIR with DIR/{CIFAR10_FOLDER}/, "
-            "or let the harness download it."
-        )
     from harness.download import download as fetch
 
     archive = fetch(CIFAR10_URL, Path(root) / "cifar-10-python.tar.gz", expected_size=CIFAR10_BYTES, md5=CIFAR10_MD5)
-    with tarfile.open(archive, "r:gz") as tar:
-        members = [m for m in tar.getmembers() if m.name.startswith(CIFAR10_FOLDER + "/") and m.isfile()]
-        tar.extractall(Path(root), members=members)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".cifar-10-unpacking-") as tmp:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = [m for m in tar.getmembers() if m.isfile() and Path(m.name).parent.name == CIFAR10_FOLDER]
+            for member in members:
+                member.name = f"{CIFAR10_FOLDER}/{Path(member.name).name}"
+            tar.extractall(tmp, members=members)
+        os.replace(Path(tmp) / CIFAR10_FOLDER, folder)
     return folder
 
 
@@ -65,7 +67,7 @@ def read_cifar10_train(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
                 batch = pickle.load(f, encoding="latin1")
             data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             batch_labels = np.asarray(batch["labels"], dtype=np.int64)
-        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as err:
+        except Exception as err:  # a damaged pickle can fail in any way: all mean the same to the user
             raise DataFileError(
                 f"CIFAR-10 file {path} is corrupt or truncated ({err!r}): delete {folder} and download it again"
             ) from err
@@ -76,9 +78,9 @@ def read_cifar10_train(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(images), np.concatenate(labels)
 
 
-def search_split(num_images: int, train_portion: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def search_split(num_images: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of search-train (the first half) and search-valid (the rest), as the reference."""
-    split = int(np.floor(train_portion * num_images))
+    split = num_images // 2
     return np.arange(split), np.arange(split, num_images)
 
 
@@ -136,13 +138,15 @@ class SearchData:
         batch_size: int,
         seed: int,
         device: torch.device | str,
-        train_portion: float = 0.5,
         memory_format: torch.memory_format = torch.contiguous_format,
     ):
         """memory_format: layout of the batches (channels_last for NHWC models)."""
-        train_idx, valid_idx = search_split(len(images), train_portion)
-        if len(train_idx) < batch_size or len(valid_idx) < batch_size:
-            raise ValueError(f"{len(images)} images are too few for two splits of batch size {batch_size}")
+        train_idx, valid_idx = search_split(len(images))
+        if len(train_idx) < batch_size:
+            raise HarnessError(
+                f"{len(images)} images are too few for search-train and search-valid batches of {batch_size}: "
+                f"use at least {2 * batch_size} images (data_limit) or a smaller batch_size"
+            )
         self.train = ImageSplit(images[train_idx], labels[train_idx], device, memory_format)
         self.valid = ImageSplit(images[valid_idx], labels[valid_idx], device, memory_format)
         self.batch_size = batch_size
@@ -166,9 +170,7 @@ class SearchData:
         valid_order = torch.randperm(len(self.valid), generator=shuffle, device=self.device)
         for step in range(self.steps_per_epoch):
             chunk = slice(step * self.batch_size, (step + 1) * self.batch_size)
-            train_indices = train_order[chunk]
-            valid_indices = valid_order[chunk] if chunk.start < len(valid_order) else valid_order[: len(train_indices)]
-            yield self.train.batch(train_indices, augment), self.valid.batch(valid_indices, augment)
+            yield self.train.batch(train_order[chunk], augment), self.valid.batch(valid_order[chunk], augment)
 
     def valid_batches(self, batch_size: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
         """All of search-valid in order, without augmentation."""
@@ -179,7 +181,11 @@ class SearchData:
     def fixed_valid_batches(self, epoch: int, count: int = 1) -> list[tuple[Tensor, Tensor]]:
         """`count` distinct augmented search-valid batches drawn for `epoch` (the Hessian's, and
         the one ENAS scores its samples on); the same for the same (seed, epoch)."""
+        size = self.batch_size
+        if not 1 <= count <= len(self.valid) // size:
+            raise HarnessError(
+                f"{count} search-valid batches of {size} asked for, but search-valid holds {len(self.valid) // size}"
+            )
         generator = self._generator(epoch, 2)
         order = torch.randperm(len(self.valid), generator=generator, device=self.device)
-        size = self.batch_size
         return [self.valid.batch(order[i * size : (i + 1) * size], generator) for i in range(count)]

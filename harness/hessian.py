@@ -151,15 +151,17 @@ def lanczos_top_eigenvalue(
 def hessian(
     objective: Callable[[Sequence[Tensor]], Tensor],
     params: Sequence[Tensor],
-    method: Method = "forward-over-reverse",
+    method: Method = "rows",
     chunk_size: int | None = None,
+    graphs: bool = True,
 ) -> Tensor:
     """The exact Hessian (n, n) of a scalar `objective(params)` at `params`, n = total numel.
 
-    chunk_size: Hessian-vector products evaluated at once (None = all n; smaller saves memory).
+    chunk_size: products evaluated at once by the vmapped methods (None = all n; smaller saves
+    memory); graphs: replay the products of "rows" as a CUDA graph on CUDA.
     """
     if method == "rows":
-        products = HessianVectorProducts(objective, params)
+        products = HessianVectorProducts(objective, params, graphs)
         basis = torch.eye(products.size, dtype=products.theta.dtype, device=products.theta.device)
         rows = torch.stack([products(direction) for direction in basis])
         return (rows + rows.T) / 2
@@ -183,7 +185,7 @@ def hessian(
             ]
         )
     else:
-        raise ValueError(f"unknown full-Hessian method {method!r}; choose one of {FULL_HESSIAN_METHODS}")
+        raise ValueError(f"unknown full-Hessian method {method!r}; choose one of {', '.join(FULL_HESSIAN_METHODS)}")
     return (rows + rows.T) / 2
 
 
@@ -220,12 +222,12 @@ def architecture_hessian(
     objectives: Sequence[Callable[[Sequence[Tensor]], Tensor]],
     params: Sequence[Tensor],
     method: Method = "rows",
-    chunk_size: int | None = None,
+    graphs: bool = True,
 ) -> Tensor:
     """Mean Hessian (n, n) over one or more objectives (e.g. one per search-valid batch), in
     `hessian_mode`."""
     with hessian_mode(model):
-        total = sum(hessian(objective, params, method, chunk_size) for objective in objectives)
+        total = sum(hessian(objective, params, method, graphs=graphs) for objective in objectives)
     return total / len(objectives)
 
 
@@ -235,12 +237,15 @@ def architecture_eigenvalue(
     params: Sequence[Tensor],
     weight_decay: float,
     method: Method = "lanczos",
+    graphs: bool = True,
 ) -> float:
-    """|largest eigenvalue| of the mean Hessian over `objectives` + weight_decay * I (SPEC §6)."""
+    """|largest eigenvalue| of the mean Hessian over `objectives` + weight_decay * I (SPEC §6).
+
+    graphs: on CUDA, replay the Hessian-vector products as CUDA graphs."""
     if method != "lanczos":
-        return dominant_eigenvalue(architecture_hessian(model, objectives, params, method), weight_decay)
+        return dominant_eigenvalue(architecture_hessian(model, objectives, params, method, graphs), weight_decay)
     with hessian_mode(model):
-        product_sets = [HessianVectorProducts(objective, params) for objective in objectives]
+        product_sets = [HessianVectorProducts(objective, params, graphs) for objective in objectives]
         size, like = product_sets[0].size, product_sets[0].theta.detach()
 
         def mean_product(direction: Tensor) -> Tensor:

@@ -92,7 +92,7 @@ def read_table(path: Path) -> pd.DataFrame:
 
 
 def write_status(run_dir: Path, state: str, epochs_completed: int, epochs: int, **details: Any) -> None:
-    """status.json: state ('running' | 'completed' | 'failed'), progress, and any details."""
+    """status.json: state ('running' | 'completed' | 'failed' | 'interrupted'), progress, details."""
     write_json(
         run_dir / STATUS_FILE,
         {"state": state, "epochs_completed": epochs_completed, "epochs": epochs, "updated": time.time(), **details},

@@ -4,7 +4,6 @@ one row to the run's tidy table. Checkpoints at every epoch end; a second call r
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import platform
 import time
@@ -19,14 +18,16 @@ from tqdm import tqdm
 
 import optimizers
 from benchmarks.errors import HarnessError, OutOfDomainError
-from benchmarks.nasbench1shot1 import Mixing, OneShotModel, get_search_space
-from benchmarks.nasbench101.table import NASBench101
+from benchmarks.nasbench1shot1 import get_search_space
+from benchmarks.nasbench101 import NASBench101
 from harness.benchmark import load_benchmark
 from harness.checkpoint import config_digest, load_checkpoint, save_checkpoint, set_rng_state
-from harness.config import RunConfig, optimizer_config
-from harness.cuda_graphs import GraphedCall, GraphedStep
+from harness.components import build_model, inference, resolve_device, search_data, use_cuda_graphs
+from harness.config import RunConfig, SettingError, optimizer_config
+from harness.cuda_graphs import GraphedStep
 from harness.data import SearchData, ensure_cifar10, read_cifar10_train
 from harness.hessian import architecture_eigenvalue
+from harness.identity import identity_differences, resolved_config, run_identity
 from harness.locks import hold_lock
 from harness.results import (
     CHECKPOINT_FILE,
@@ -43,80 +44,9 @@ from harness.results import (
     write_table,
 )
 
-IDENTITY_EXCLUDED = ("out", "data", "device", "plugins", "cuda_graphs", "channels_last", "hessian_method")
-"""RunConfig fields that may change between a run and its resumption: where things are, and how
-(not what) is computed."""
-
 
 class RunFailed(HarnessError):
     """The run stopped on a non-finite loss or an architecture that cannot be evaluated."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise HarnessError(f"--device {name} was asked for, but PyTorch sees no CUDA device here; use --device cpu")
-    return torch.device(name)
-
-
-def resolved_config(config: RunConfig, optimizer_class: type) -> dict[str, Any]:
-    """What defines the run: its RunConfig and the optimizer's full Config."""
-    options = dataclasses.asdict(optimizer_config(config, optimizer_class.Config))
-    run = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("optimizer_options",)}
-    return {"run": run, "optimizer_config": options, "model_options": dict(optimizer_class.model_options)}
-
-
-def run_identity(resolved: dict[str, Any], optimizer_class: type) -> dict[str, Any]:
-    """What makes two runs the same run: the resolved configuration without `IDENTITY_EXCLUDED`
-    and without fields at their default value (so a field added to the harness later, with a
-    default, does not orphan existing run directories)."""
-
-    def non_default(values: dict[str, Any], config_class: type, excluded: tuple[str, ...] = ()) -> dict[str, Any]:
-        defaults = {f.name: f.default for f in dataclasses.fields(config_class) if f.default is not dataclasses.MISSING}
-        return {k: v for k, v in values.items() if k not in excluded and (k not in defaults or v != defaults[k])}
-
-    return {
-        "run": non_default(resolved["run"], RunConfig, IDENTITY_EXCLUDED),
-        "optimizer_config": non_default(resolved["optimizer_config"], optimizer_class.Config),
-        "model_options": resolved.get("model_options", {}),
-    }
-
-
-def memory_format(config: RunConfig, device: torch.device) -> torch.memory_format:
-    """channels_last on CUDA when asked for (faster cuDNN kernels), else the default layout."""
-    return torch.channels_last if device.type == "cuda" and config.channels_last else torch.contiguous_format
-
-
-def build_model(config: RunConfig, optimizer_class: type, device: torch.device) -> OneShotModel:
-    """The run's one-shot model on `device`, in the run's memory layout."""
-    model = OneShotModel(
-        get_search_space(config.space),
-        channels=config.channels,
-        cells=config.cells,
-        bn_momentum=config.bn_momentum,
-        **optimizer_class.model_options,
-    )
-    return model.to(device=device, memory_format=memory_format(config, device))
-
-
-def search_data(config: RunConfig, batch_size: int, device: torch.device, images, labels) -> SearchData:
-    """The run's search-train/search-valid batches from CIFAR-10 arrays."""
-    return SearchData(images, labels, batch_size, config.seed, device, memory_format=memory_format(config, device))
-
-
-def use_cuda_graphs(config: RunConfig, device: torch.device) -> bool:
-    return device.type == "cuda" and config.cuda_graphs
-
-
-def inference(model: OneShotModel, mixing: Mixing, graphs: bool) -> Callable[[Tensor], Tensor]:
-    """images (B, 3, 32, 32) -> logits (B, 10) with fixed mixing weights, replayed as a CUDA graph
-    when `graphs`; call it in eval mode under torch.no_grad()."""
-
-    def forward(images: Tensor) -> Tensor:
-        return model(images, mixing)
-
-    return GraphedCall(forward, "the validation forward pass") if graphs else forward
 
 
 class EpochValidation:
@@ -152,24 +82,19 @@ class SearchRun:
         self.run_dir = Path(config.out) / config.run_name
 
     def prepare_directory(self) -> None:
-        """Create the run directory, or check that an existing one holds this same run."""
+        """Create the run directory, or check that an existing one holds this same run (then keep
+        its digest, which its checkpoint carries). Call with the directory's lock held."""
         config_path = self.run_dir / CONFIG_FILE
         if config_path.exists():
             existing = read_json(config_path)
-            if existing.get("config_digest") != self.digest:
-                old = run_identity(existing.get("resolved", {"run": {}, "optimizer_config": {}}), self.optimizer_class)
-                new = self.identity
-                differences = [
-                    f"{section}.{key}: {old[section].get(key, 'default')!r} -> {new[section].get(key, 'default')!r}"
-                    for section in ("run", "optimizer_config")
-                    for key in sorted({*old[section], *self.identity[section]})
-                    if old[section].get(key) != self.identity[section].get(key)
-                ]
+            old = run_identity(existing.get("resolved", {}), self.optimizer_class)
+            differences = identity_differences(old, self.identity)
+            if differences:
                 raise HarnessError(
-                    f"{self.run_dir} holds a run with a different configuration "
-                    f"({'; '.join(differences) or 'format'}). "
+                    f"{self.run_dir} holds a run with a different configuration ({'; '.join(differences)}). "
                     "Use another --out, or delete that directory to start over."
                 )
+            self.digest = existing.get("config_digest", self.digest)
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def execute(self) -> Path:
@@ -178,8 +103,8 @@ class SearchRun:
         Holds the run directory's lock throughout (waits for another process holding it when
         `wait`, else fails). Any error, or an interrupt, is recorded in status.json.
         """
-        self.prepare_directory()
         with hold_lock(self.run_dir / LOCK_FILE, self.wait, f"run directory {self.run_dir}"):
+            self.prepare_directory()
             status = read_status(self.run_dir) or {}
             epochs = self.config.epochs
             if status.get("state") == "completed" and status.get("epochs_completed") == epochs:
@@ -210,38 +135,11 @@ class SearchRun:
         device = resolve_device(self.config.device)
         torch.manual_seed(self.config.seed)
         table = load_benchmark(self.config.benchmark)
-        best_test, best_valid = self.space.best_errors(table)
+        best_test, best_valid = self._space_bests(table)
         data = self._load_data(device)
         model = build_model(self.config, self.optimizer_class, device)
         optimizer = self.optimizer_class(self.space, model, optimizer_config(self.config, self.optimizer_class.Config))
-        write_json(
-            self.run_dir / CONFIG_FILE,
-            {
-                "config_digest": self.digest,
-                "resolved": self.resolved,
-                "benchmark": {
-                    "name": table.name,
-                    "synthetic": table.synthetic,
-                    "best_test_error": best_test,
-                    "best_valid_error": best_valid,
-                    "metadata": table.metadata,
-                },
-                "environment": {
-                    "torch": torch.__version__,
-                    "python": platform.python_version(),
-                    "device": str(device),
-                    "torch_threads": torch.get_num_threads(),
-                    "device_name": torch.cuda.get_device_name(device)
-                    if device.type == "cuda"
-                    else platform.processor(),
-                },
-                "data": {
-                    "search_train": len(data.train),
-                    "search_valid": len(data.valid),
-                    "steps_per_epoch": data.steps_per_epoch,
-                },
-            },
-        )
+        write_json(self.run_dir / CONFIG_FILE, self._description(table, best_test, best_valid, data, device))
         start, rows = self._resume(model, optimizer)
         self.epochs_done = start
         graphed = None
@@ -256,12 +154,62 @@ class SearchRun:
             write_status(self.run_dir, "running" if epoch + 1 < epochs else "completed", epoch + 1, epochs)
             self.log(self._summary(rows[-1]))
 
+    def _space_bests(self, table: NASBench101) -> tuple[float, float]:
+        """The space's best mean test and validation errors in `table`, which must hold every
+        model of the space (else regret would be measured against a wrong best)."""
+        stats = table.query_many(self.space.hashes())
+        missing = int((~stats["found"]).sum())
+        if missing:
+            raise HarnessError(
+                f"the {table.name} table {table.path} lacks {missing} of the {len(stats['found'])} models of search "
+                f"space {self.space.number}; use the full NAS-Bench-101 table, or --benchmark synthetic"
+            )
+        return float(stats["test_error"].min()), float(stats["valid_error"].min())
+
+    def _description(
+        self, table: NASBench101, best_test: float, best_valid: float, data: SearchData, device: torch.device
+    ) -> dict[str, Any]:
+        """config.json: the resolved configuration and what the run was measured against and on."""
+        return {
+            "config_digest": self.digest,
+            "resolved": self.resolved,
+            "benchmark": {
+                "name": table.name,
+                "synthetic": table.synthetic,
+                "best_test_error": best_test,
+                "best_valid_error": best_valid,
+                "regret_against": "best_test_error (this table's best mean test error in the space)",
+                "reference_best_test_error": self.space.reference_best_test_error,
+                "reference_best_valid_error": self.space.reference_best_valid_error,
+                "metadata": table.metadata,
+            },
+            "environment": {
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "device": str(device),
+                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+                "torch_threads": torch.get_num_threads(),
+            },
+            "data": {
+                "search_train": len(data.train),
+                "search_valid": len(data.valid),
+                "steps_per_epoch": data.steps_per_epoch,
+            },
+        }
+
     def _load_data(self, device: torch.device) -> SearchData:
         images, labels = read_cifar10_train(ensure_cifar10(self.config.data))
         if self.config.data_limit:
             images, labels = images[: self.config.data_limit], labels[: self.config.data_limit]
         batch_size = optimizer_config(self.config, self.optimizer_class.Config).batch_size
-        return search_data(self.config, batch_size, device, images, labels)
+        data = search_data(self.config, batch_size, device, images, labels)
+        if self.config.hessian and self.config.hessian_batches * batch_size > len(data.valid):
+            raise SettingError(
+                f"hessian_batches={self.config.hessian_batches} batches of {batch_size} need "
+                f"{self.config.hessian_batches * batch_size} search-valid images, but there are {len(data.valid)}; "
+                "lower hessian_batches or raise data_limit"
+            )
+        return data
 
     def _resume(self, model: torch.nn.Module, optimizer: optimizers.SearchOptimizer) -> tuple[int, list[dict]]:
         """Load the checkpoint if there is one: (first epoch to run, rows of the epochs before)."""
@@ -289,8 +237,8 @@ class SearchRun:
         self,
         epoch: int,
         data: SearchData,
-        model,
-        optimizer,
+        model: torch.nn.Module,
+        optimizer: optimizers.SearchOptimizer,
         graphed: GraphedStep | None,
         table: NASBench101,
         best_test: float,
@@ -359,7 +307,9 @@ class SearchRun:
             "schema_version": SCHEMA_VERSION,
         }
 
-    def _validate(self, data: SearchData, model, optimizer) -> tuple[float, float]:
+    def _validate(
+        self, data: SearchData, model: torch.nn.Module, optimizer: optimizers.SearchOptimizer
+    ) -> tuple[float, float]:
         """Supernet loss and accuracy on search-valid (eval mode, the optimizer's eval mixing)."""
         model.eval()
         total_loss = torch.zeros((), device=data.device)
@@ -375,18 +325,28 @@ class SearchRun:
         model.train()
         return float(total_loss) / count, int(correct) / count
 
-    def _hessian(self, epoch: int, data: SearchData, model, optimizer) -> tuple[float, float]:
+    def _hessian(
+        self, epoch: int, data: SearchData, model: torch.nn.Module, optimizer: optimizers.SearchOptimizer
+    ) -> tuple[float, float]:
         """(dominant eigenvalue of the architecture Hessian + weight decay, seconds); NaN when the
-        optimizer has no architecture parameters or the Hessian is switched off."""
+        optimizer has no architecture parameters or the Hessian is switched off. Random draws of
+        the objective (GDAS's noise) come from a forked RNG: measuring never changes training."""
         params = optimizer.arch_parameters()
         if not (self.config.hessian and params):
             return float("nan"), 0.0
         started = time.perf_counter()
         batches = data.fixed_valid_batches(epoch, self.config.hessian_batches)
-        objectives = [optimizer.architecture_objective(batch) for batch in batches]
-        eigenvalue = architecture_eigenvalue(
-            model, objectives, params, optimizer.config.arch_weight_decay, self.config.hessian_method
-        )
+        devices = [data.device] if data.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            objectives = [optimizer.architecture_objective(batch) for batch in batches]
+            eigenvalue = architecture_eigenvalue(
+                model,
+                objectives,
+                params,
+                optimizer.config.arch_weight_decay,
+                self.config.hessian_method,
+                graphs=use_cuda_graphs(self.config, data.device),
+            )
         return eigenvalue, time.perf_counter() - started
 
     def _summary(self, row: dict) -> str:

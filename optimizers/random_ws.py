@@ -89,7 +89,8 @@ class RandomWS(SearchOptimizer):
         return (logits.argmax(dim=1) == labels).sum()
 
     def end_epoch(self, valid: ValidationData) -> None:
-        """Score `eval_samples` samples on one batch, validate the best `eval_top` fully, keep the best."""
+        """Score `eval_samples` samples on one batch, validate the best `eval_top` fully, keep the
+        best, and `refresh_statistics` for it (scoring left them to the last finalist)."""
         self.model.train()
         candidates = list(dict.fromkeys(self.sample(self.config.eval_samples)))  # distinct, first-drawn order
         batch = valid.batch()
@@ -98,6 +99,13 @@ class RandomWS(SearchOptimizer):
         finalists = [candidates[i] for i in ranked[: self.config.eval_top]]
         totals = torch.stack([sum(self.correct(c, b) for b in valid.batches()) for c in finalists]).tolist()
         self.best = finalists[totals.index(max(totals))]
+        self.refresh_statistics(batch)
+
+    @torch.no_grad()
+    def refresh_statistics(self, batch: Batch) -> None:
+        """One train-mode forward pass of the reported architecture, so the shared BatchNorm
+        running statistics are its own when the runner validates it in eval mode."""
+        self.model(batch[0], Mixing.from_choice(self.space, self.best, self.device))
 
     def discretize(self) -> ModelSpec:
         return self.space.to_spec(self.best)

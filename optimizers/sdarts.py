@@ -6,6 +6,7 @@ DARTS, PC-DARTS-RS and PC-DARTS-ADV perturb PC-DARTS (the paper's Table 1 varian
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -85,8 +86,9 @@ class SmoothedWeightStep:
         clean = [F.softmax(alpha.detach(), dim=-1) for alpha in self.alphas]
         return Mixing.from_weights(self.perturb(clean, train_batch))
 
+    @abstractmethod
     def perturb(self, weights: list[Tensor], train_batch: Batch) -> list[Tensor]:
-        raise NotImplementedError
+        """Perturbed copies of softmaxed weights (rows on the simplex) for the weight step."""
 
 
 class RandomSmoothing(SmoothedWeightStep):

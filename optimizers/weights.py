@@ -19,10 +19,9 @@ def cosine_lr(epoch: int, epochs: int, lr: float, lr_min: float) -> float:
 class WeightTrainer:
     """SGD with momentum and weight decay on a module's parameters, with norm clipping."""
 
-    def __init__(self, module: nn.Module, config: SearchConfig, grad_clip: float | None = None):
+    def __init__(self, module: nn.Module, config: SearchConfig):
         self.config = config
         self.parameters = [p for p in module.parameters() if p.requires_grad]
-        self.grad_clip = config.grad_clip if grad_clip is None else grad_clip
         self.optimizer = torch.optim.SGD(
             self.parameters, lr=config.weight_lr, momentum=config.weight_momentum, weight_decay=config.weight_decay
         )
@@ -39,7 +38,7 @@ class WeightTrainer:
         """Back-propagate `loss` into the weights, clip the gradient norm, take an SGD step."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward(inputs=self.parameters)
-        nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)
+        nn.utils.clip_grad_norm_(self.parameters, self.config.grad_clip)
         self.optimizer.step()
 
     def state_dict(self) -> dict[str, Any]:

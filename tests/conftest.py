@@ -1,5 +1,5 @@
 """Fixtures shared by the test suite: the offline data in ../shared, a private cache folder,
-and a few batches of real CIFAR-10."""
+a few batches of real CIFAR-10, and the synthetic NAS-Bench-101 table."""
 
 from __future__ import annotations
 
@@ -75,3 +75,12 @@ def cifar_batches(cifar_arrays):
     images, labels = cifar_arrays
     data = SearchData(images[:128], labels[:128], batch_size=16, seed=0, device="cpu")
     return list(data.epoch(0))
+
+
+@pytest.fixture(scope="session")
+def synthetic_table() -> None:
+    """The synthetic table (and the spaces' model lists), built once per test session in this
+    process, before any sweep worker could race to build it."""
+    from benchmarks.nasbench101.synthetic import synthetic_table
+
+    synthetic_table()

@@ -16,7 +16,7 @@ import optimizers
 from benchmarks.nasbench1shot1.spaces import SEARCH_SPACES
 from harness.cli import main
 from harness.results import COLLECTED_FILE, TABLE_FILE, read_table
-from tests.runs import cli_args, tiny_config
+from tests.runs import RAISING_PLUGIN, TINY_SETTINGS, cli_args, set_args, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 BUILT_IN = (
@@ -31,26 +31,6 @@ BUILT_IN = (
     "enas",
     "random-ws",
 )
-TINY_SETTINGS = ("channels=2", "cells=3", "data_limit=192", "valid_batches=1", "hessian=False", "batch_size=32")
-RAISING_PLUGIN = '''
-import optimizers
-
-
-@optimizers.register("test-raises-in-step")
-class RaisesInStep(optimizers.get("darts")):
-    """DARTS whose weight step raises."""
-
-    def step(self, train_batch, valid_batch):
-        raise RuntimeError("boom in step")
-'''
-
-
-@pytest.fixture(scope="session")
-def synthetic_table() -> None:
-    """The synthetic table (and the spaces' model lists), built once per test session."""
-    from benchmarks.nasbench101.synthetic import synthetic_table
-
-    synthetic_table()
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +94,7 @@ def test_sweep_lists_the_failed_run_and_finishes_the_others(
     args = ["sweep", "--optimizers", "darts,test-raises-in-step", "--plugin", str(plugin), "--spaces", "1"]
     args += ["--seeds", "0", "--epochs", "1", "--data", str(cifar_root), "--benchmark", "synthetic"]
     args += ["--out", str(tmp_path / "runs"), "--device", "cpu", "--quiet"]
-    args += [a for item in TINY_SETTINGS for a in ("--set", item)]
+    args += set_args(TINY_SETTINGS)
     assert main(args) == 1
     out = capsys.readouterr().out
     assert "sweep: 1 of 2 runs complete; 1 failed:" in out

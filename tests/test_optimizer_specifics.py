@@ -11,32 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import optimizers
 from benchmarks.nasbench1shot1 import Mixing, OneShotModel, get_search_space
 from benchmarks.nasbench1shot1.ops import MixedOp
 from optimizers.enas import ENAS, ENASConfig
 from optimizers.gdas import gumbel_noise, gumbel_temperature
 from optimizers.random_ws import RandomWS, random_choice
-
-
-def build(name: str, seed: int = 0, space_number: int = 1, channels: int = 4, **settings):
-    cls = optimizers.get(name)
-    torch.manual_seed(seed)
-    space = get_search_space(space_number)
-    model = OneShotModel(space, channels=channels, cells=3, **cls.model_options)
-    return cls(space, model, cls.Config(**settings))
-
-
-def spy_on_mixing(model) -> list[Mixing]:
-    """Record the mixing of every forward pass of `model`."""
-    seen, forward = [], model.forward
-
-    def recording(images, mixing):
-        seen.append(mixing)
-        return forward(images, mixing)
-
-    model.forward = recording
-    return seen
+from tests.helpers import build, spy_on_mixing
 
 
 def assert_one_hot_ops(mixing: Mixing) -> None:
@@ -215,7 +195,9 @@ def test_end_epoch_fully_validates_the_best_on_one_batch_and_keeps_the_best_of_t
 
     monkeypatch.setattr(optimizer, "sample", lambda count: [*candidates, candidates[1]][:count])
     monkeypatch.setattr(optimizer, "correct", correct)
+    monkeypatch.setattr(optimizer, "refresh_statistics", lambda batch: calls.append(f"refresh {batch}"))
     optimizer.end_epoch(MarkedValidation())
     assert optimizer.best == candidates[2]
     assert calls.count("one") == 5  # each distinct sample scored once
+    assert calls[-1] == "refresh one"  # BatchNorm statistics refreshed for the reported architecture
     assert optimizer.discretize() == optimizer.space.to_spec(candidates[2])

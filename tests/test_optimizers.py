@@ -18,10 +18,11 @@ import torch
 
 import optimizers
 from benchmarks.errors import MissingFileError, UnknownNameError
-from benchmarks.nasbench1shot1 import Mixing, OneShotModel, get_search_space
+from benchmarks.nasbench1shot1 import Mixing
 from benchmarks.nasbench101 import ModelSpec
 from optimizers import registry
 from optimizers.darts import DARTS
+from tests import helpers
 
 STEPS = 2
 EPOCHS = 2
@@ -43,13 +44,10 @@ class FixtureValidation:
 
 
 def build(name: str, seed: int):
-    """Optimizer `name` with a tiny model of space 1, everything initialised from `seed`."""
-    cls = optimizers.get(name)
-    torch.manual_seed(seed)
-    space = get_search_space(1)
-    model = OneShotModel(space, channels=4, cells=3, **cls.model_options)
-    fields = {field.name for field in dataclasses.fields(cls.Config)}
-    return cls(space, model, cls.Config(**{k: v for k, v in FAST_SETTINGS.items() if k in fields}))
+    """Optimizer `name` with a tiny model of space 1, everything initialised from `seed`, and
+    those of FAST_SETTINGS its Config has."""
+    fields = {field.name for field in dataclasses.fields(optimizers.get(name).Config)}
+    return helpers.build(name, seed, **{k: v for k, v in FAST_SETTINGS.items() if k in fields})
 
 
 def run_epoch(optimizer, epoch: int, pairs) -> list:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,25 +13,15 @@ import pytest
 
 import optimizers
 from benchmarks.errors import HarnessError, MissingFileError
+from benchmarks.nasbench101.synthetic import write_synthetic
 from harness import locks
 from harness.checkpoint import CheckpointError
+from harness.config import SettingError
 from harness.results import CHECKPOINT_FILE, COLUMNS, LOCK_FILE, TABLE_FILE, TIMING_COLUMNS, read_status, read_table
 from harness.runner import RunFailed, run_search
-from tests.runs import cli_args, tiny_config
+from tests.runs import cli_args, start_cli, tiny_config
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _run_cli(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "harness", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
@@ -61,12 +48,12 @@ def test_quick_run_writes_every_column(cifar_root, tmp_path):
 
 def test_killed_run_resumes_to_the_same_table(cifar_root, tmp_path):
     reference = tiny_config(cifar_root, tmp_path / "whole", hessian=True)
-    assert _run_cli(cli_args(reference)).wait(timeout=600) == 0
+    assert start_cli(cli_args(reference), env=ONE_THREAD).wait(timeout=600) == 0
     expected = read_table(Path(reference.out) / reference.run_name / TABLE_FILE)
 
     interrupted = tiny_config(cifar_root, tmp_path / "killed", hessian=True)
     run_dir = Path(interrupted.out) / interrupted.run_name
-    process = _run_cli(cli_args(interrupted))
+    process = start_cli(cli_args(interrupted), env=ONE_THREAD)
     deadline = time.time() + 600
     while not (run_dir / CHECKPOINT_FILE).exists():
         assert process.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
@@ -77,7 +64,7 @@ def test_killed_run_resumes_to_the_same_table(cifar_root, tmp_path):
     status = read_status(run_dir)
     assert status["state"] == "running" and status["epochs_completed"] < 3
 
-    assert _run_cli(cli_args(interrupted)).wait(timeout=600) == 0
+    assert start_cli(cli_args(interrupted), env=ONE_THREAD).wait(timeout=600) == 0
     resumed = read_table(run_dir / TABLE_FILE)
     pd.testing.assert_frame_equal(_comparable(resumed), _comparable(expected))
     assert read_status(run_dir)["state"] == "completed"
@@ -167,3 +154,27 @@ def test_a_run_written_before_new_settings_existed_still_resumes(cifar_root, tmp
     (run_dir / "status.json").unlink()
     run_search(config, progress=False, log=lambda _: None)
     assert read_status(run_dir)["state"] == "completed"
+
+
+@pytest.mark.parametrize(
+    "setting", [{"hessian_method": "exact"}, {"hessian_batches": 0}, {"epochs": 0}, {"valid_batches": 0}]
+)
+def test_invalid_settings_are_refused_when_the_config_is_made(cifar_root, tmp_path, setting):
+    with pytest.raises(SettingError, match=next(iter(setting))):
+        tiny_config(cifar_root, tmp_path, **setting)
+
+
+def test_more_hessian_batches_than_the_data_holds_is_refused_before_training(cifar_root, tmp_path):
+    config = tiny_config(cifar_root, tmp_path, hessian_batches=4)
+    with pytest.raises(SettingError, match="hessian_batches=4"):
+        run_search(config, progress=False, log=lambda _: None)
+    run_dir = Path(config.out) / config.run_name
+    assert read_status(run_dir)["epochs_completed"] == 0 and not (run_dir / TABLE_FILE).exists()
+
+
+def test_a_table_without_all_models_of_the_space_is_refused(cifar_root, tmp_path):
+    partial = tmp_path / "space1-only.tfrecord"
+    write_synthetic(partial, spaces=(1,))
+    config = tiny_config(cifar_root, tmp_path, space=3, benchmark=str(partial), hessian=False)
+    with pytest.raises(HarnessError, match=r"lacks .* of the 55854 models of search space 3"):
+        run_search(config, progress=False, log=lambda _: None)

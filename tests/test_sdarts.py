@@ -7,29 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import optimizers
-from benchmarks.nasbench1shot1 import Mixing, OneShotModel, get_search_space
+from benchmarks.nasbench1shot1 import Mixing, get_search_space
 from optimizers import sdarts
 from optimizers.sdarts import adversarial_attack, clip_rows, perturbation_radius, random_smoothing
-
-
-def build(name: str, seed: int = 0):
-    cls = optimizers.get(name)
-    torch.manual_seed(seed)
-    space = get_search_space(1)
-    return cls(space, OneShotModel(space, channels=4, cells=3, **cls.model_options), cls.Config())
-
-
-def spy_on_mixing(model) -> list[Mixing]:
-    """Record the mixing of every forward pass of `model`."""
-    seen, forward = [], model.forward
-
-    def recording(images, mixing):
-        seen.append(mixing)
-        return forward(images, mixing)
-
-    model.forward = recording
-    return seen
+from tests.helpers import build, spy_on_mixing
 
 
 def assert_on_simplex(rows: torch.Tensor) -> None:

@@ -59,7 +59,6 @@ def test_alpha_shapes_and_sizes(number):
     assert space.number == number and space.num_choice_nodes == n
     assert space.alpha_shapes == shapes
     assert space.num_alphas == size == sum(r * c for r, c in shapes)
-    assert space.num_vertices == 7
 
 
 @pytest.mark.parametrize("number", [1, 2, 3])

@@ -7,8 +7,6 @@ import dataclasses
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -36,35 +34,12 @@ from harness.results import (
 )
 from harness.runner import run_search
 from harness.sweep import gpu_slot, parse_int_list, run_one, run_sweep
-from tests.runs import tiny_config
+from tests.runs import RAISING_PLUGIN, TINY_SETTINGS, set_args, start_cli, tiny_config
 
-REPO = Path(__file__).resolve().parents[1]
 OPTIMIZERS = ("darts", "sdarts-rs")
 SEEDS = (0, 1)
 EPOCHS = 3
 RUN_FILES = (CONFIG_FILE, TABLE_FILE, STATUS_FILE, CHECKPOINT_FILE)
-TINY_SETTINGS = {"channels": 2, "cells": 3, "data_limit": 192, "valid_batches": 1, "hessian": False, "batch_size": 32}
-"""What tests.runs.TINY sets, as `--set` values (hessian off)."""
-
-RAISING_PLUGIN = '''
-import optimizers
-
-
-@optimizers.register("test-raises-in-step")
-class RaisesInStep(optimizers.get("darts")):
-    """DARTS whose weight step raises."""
-
-    def step(self, train_batch, valid_batch):
-        raise RuntimeError("boom in step")
-'''
-
-
-@pytest.fixture(scope="session")
-def synthetic_table() -> None:
-    """Build the synthetic table once in this process, before any worker could race to build it."""
-    from benchmarks.nasbench101.synthetic import synthetic_table
-
-    synthetic_table()
 
 
 def grid(cifar_root: Path, out: Path) -> list[RunConfig]:
@@ -81,23 +56,7 @@ def sweep_args(cifar_root: Path, out: Path) -> list[str]:
     args = ["sweep", "--optimizers", ",".join(OPTIMIZERS), "--spaces", "1", "--seeds", ",".join(map(str, SEEDS))]
     args += ["--jobs", "2", "--epochs", str(EPOCHS), "--data", str(cifar_root), "--benchmark", "synthetic"]
     args += ["--out", str(out), "--device", "cpu", "--quiet"]
-    for key, value in TINY_SETTINGS.items():
-        args += ["--set", f"{key}={value}"]
-    return args
-
-
-def start_cli(args: list[str]) -> subprocess.Popen:
-    """`python -m harness ARGS` in its own session, so the whole process group can be killed."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "harness", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    return args + set_args(TINY_SETTINGS)
 
 
 def tables(out: Path) -> dict[str, pd.DataFrame]:

@@ -27,14 +27,13 @@ from tqdm import tqdm
 
 from benchmarks.cache import atomic_write, cache_dir
 from benchmarks.errors import DataFileError, HarnessError, MissingFileError
-from benchmarks.nasbench101.model_spec import MAX_VERTICES
+from benchmarks.nasbench101.model_spec import MAX_VERTICES, PADDING_LABEL
 from benchmarks.nasbench101.record import SYNTHETIC_PREFIX, check_cell, decode_payload
 from benchmarks.nasbench101.tfrecord import FETCH_HINT, corrupt_record_error, iter_records
 
 FORMAT = "nas-harness/nasbench101-table"
 FORMAT_VERSION = 1
 CACHE_SUFFIX = ".nb101.npz"
-PADDING_LABEL = -3
 RECORD_COLUMNS = (
     "halfway_train_accuracy",
     "halfway_validation_accuracy",

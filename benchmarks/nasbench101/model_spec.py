@@ -16,6 +16,8 @@ CONV1X1 = "conv1x1-bn-relu"
 MAXPOOL3X3 = "maxpool3x3"
 OP_LABELS = {INPUT: -1, OUTPUT: -2, CONV3X3: 0, CONV1X1: 1, MAXPOOL3X3: 2}
 LABEL_OPS = {label: op for op, label in OP_LABELS.items()}
+PADDING_LABEL = -3
+"""Label of the unused rows of a cell padded to 7 vertices in stored arrays (as in the fragments)."""
 MAX_VERTICES = 7
 MAX_EDGES = 9
 

@@ -29,6 +29,7 @@ from benchmarks.nasbench101.model_spec import (
     MAXPOOL3X3,
     OP_LABELS,
     OUTPUT,
+    PADDING_LABEL,
     ModelSpec,
     _live_vertices,
 )
@@ -36,8 +37,6 @@ from benchmarks.nasbench101.model_spec import (
 PRIMITIVES = (MAXPOOL3X3, CONV3X3, CONV1X1)
 """Op order of the one-shot model and of the op alphas (index 0 = maxpool3x3)."""
 
-PADDING_LABEL = -3
-"""Label of the unused rows of a padded cell in stored arrays (as in the NAS-Bench-101 fragments)."""
 ENUMERATION_VERSION = 1
 
 DUMMY_OP = CONV1X1
@@ -104,11 +103,6 @@ class SearchSpace:
     @property
     def num_alphas(self) -> int:
         return sum(rows * cols for rows, cols in self.alpha_shapes)
-
-    @property
-    def num_vertices(self) -> int:
-        """Vertices of a NAS-Bench-101 cell of this space (padded to 7)."""
-        return MAX_VERTICES
 
     def parent_choices(self, node: int) -> list[tuple[int, ...]]:
         """All parent sets node `node` (1..n, or n+1 for the output) can take."""

@@ -6,20 +6,17 @@ import argparse
 
 
 def _bench(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from harness.bench import run_bench
     from harness.commands.run import config_from_args
 
     config = config_from_args(args, args.optimizer, args.space, args.seed)
-    if args.data is None:
-        config = dataclasses.replace(config, data_limit=0)
     run_bench(
         config,
         steps=args.steps,
         warmup=args.warmup,
         hessian_methods=tuple(m for m in args.hessian_methods.split(",") if m),
         profile=args.profile,
+        synthetic_images=args.data is None,
     )
     return 0
 

@@ -21,13 +21,16 @@ DEMO_EPOCHS = 4
 
 def resolve_benchmark(benchmark: str) -> str:
     """'nasbench101' -> the default table path (downloaded if missing and reachable)."""
+    from benchmarks.nasbench101.convert import default_cache_path
     from harness.config import DEFAULT_BENCHMARK
 
     if benchmark != "nasbench101":
         return benchmark
     path = Path(DEFAULT_BENCHMARK)
-    if path.exists() or path.with_suffix(".nb101.npz").exists():
+    if path.exists():
         return str(path)
+    if default_cache_path(path).exists():
+        return str(default_cache_path(path))
     from harness.commands.fetch import ONLY108, URL
     from harness.download import download
 
@@ -58,8 +61,8 @@ def _demo(args: argparse.Namespace) -> int:
     except HarnessError as err:
         raise MissingFileError(
             f"CIFAR-10 is not in {Path(args.data) / 'cifar-10-batches-py'} and could not be downloaded: {err}\n"
-            "  Offline, prepare a copy with: python ../shared/tools/prepare_cifar10.py DIR, "
-            "then: make demo BENCHMARK=synthetic DATA=DIR"
+            "  Offline, put CIFAR-10's 'python version' in DIR/cifar-10-batches-py/ (in the development setup: "
+            "python ../shared/tools/prepare_cifar10.py DIR), then: make demo BENCHMARK=synthetic DATA=DIR"
         ) from err
     out = Path(args.out)
     configs = [

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
-from harness.config import DEFAULT_BENCHMARK, PRESETS, apply_settings, make_config, parse_assignments
+from harness.config import DEFAULT_BENCHMARK, PRESETS, RunConfig, apply_settings, make_config, parse_assignments
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -39,8 +40,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def config_from_args(args: argparse.Namespace, optimizer: str, space: int, seed: int):
-    """A RunConfig from the parsed options (the optimizer's plug-in loaded first)."""
+def config_from_args(
+    args: argparse.Namespace, optimizer: str, space: int, seed: int, option_classes: Sequence[type] = ()
+) -> RunConfig:
+    """A RunConfig from the parsed options (plug-ins loaded first). `--set` keys must belong to
+    RunConfig, the optimizer's Config, or one of `option_classes` (a sweep's other optimizers)."""
     import optimizers
 
     for plugin in args.plugin:
@@ -57,7 +61,8 @@ def config_from_args(args: argparse.Namespace, optimizer: str, space: int, seed:
         device=args.device,
         plugins=list(args.plugin) or None,
     )
-    return apply_settings(config, parse_assignments(args.settings), optimizers.get(optimizer).Config)
+    classes = [optimizers.get(optimizer).Config, *option_classes]
+    return apply_settings(config, parse_assignments(args.settings), classes)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -46,7 +46,10 @@ def _sweep(args: argparse.Namespace) -> int:
     if not names:
         available = ", ".join(optimizers.available())
         raise UnknownNameError(f"--optimizers {args.optimizers!r} names no optimizer; available: all, {available}")
-    configs = [config_from_args(args, name, space, seed) for space in spaces for name in names for seed in seeds]
+    sweep_classes = [optimizers.get(name).Config for name in names]
+    configs = [
+        config_from_args(args, name, space, seed, sweep_classes) for space in spaces for name in names for seed in seeds
+    ]
     gpus = parse_int_list(args.gpus) if args.gpus else []
     print(
         f"sweep: {len(configs)} runs ({len(names)} optimizers x spaces {args.spaces} x seeds {args.seeds}) "

@@ -1,0 +1,62 @@
+"""Building what a run (or a benchmark) needs: device, model, batches, inference."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from benchmarks.errors import HarnessError
+from benchmarks.nasbench1shot1 import Mixing, OneShotModel, get_search_space
+from harness.config import RunConfig
+from harness.cuda_graphs import GraphedCall
+from harness.data import SearchData
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda if available, else cpu; a CUDA device where there is none is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise HarnessError(f"--device {name} was asked for, but PyTorch sees no CUDA device here; use --device cpu")
+    return torch.device(name)
+
+
+def memory_format(config: RunConfig, device: torch.device) -> torch.memory_format:
+    """channels_last on CUDA when asked for (faster cuDNN kernels), else the default layout."""
+    return torch.channels_last if device.type == "cuda" and config.channels_last else torch.contiguous_format
+
+
+def use_cuda_graphs(config: RunConfig, device: torch.device) -> bool:
+    return device.type == "cuda" and config.cuda_graphs
+
+
+def build_model(config: RunConfig, optimizer_class: type, device: torch.device) -> OneShotModel:
+    """The run's one-shot model on `device`, in the run's memory layout."""
+    model = OneShotModel(
+        get_search_space(config.space),
+        channels=config.channels,
+        cells=config.cells,
+        bn_momentum=config.bn_momentum,
+        **optimizer_class.model_options,
+    )
+    return model.to(device=device, memory_format=memory_format(config, device))
+
+
+def search_data(
+    config: RunConfig, batch_size: int, device: torch.device, images: np.ndarray, labels: np.ndarray
+) -> SearchData:
+    """The run's search-train/search-valid batches from CIFAR-10 arrays (N, 3, 32, 32) uint8, (N,)."""
+    return SearchData(images, labels, batch_size, config.seed, device, memory_format=memory_format(config, device))
+
+
+def inference(model: OneShotModel, mixing: Mixing, graphs: bool) -> Callable[[Tensor], Tensor]:
+    """images (B, 3, 32, 32) -> logits (B, 10) with fixed mixing weights, replayed as a CUDA graph
+    when `graphs`; call it in eval mode under torch.no_grad()."""
+
+    def forward(images: Tensor) -> Tensor:
+        return model(images, mixing)
+
+    return GraphedCall(forward, "the validation forward pass") if graphs else forward
