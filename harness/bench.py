@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 import optimizers
 from benchmarks.nasbench1shot1 import get_search_space
@@ -77,7 +78,9 @@ def endless_pairs(data: SearchData) -> Iterator:
         epoch += 1
 
 
-def kernel_profile(optimizer, pairs: Iterator, device: torch.device, steps: int = 3, top: int = 15) -> str:
+def kernel_profile(
+    optimizer: optimizers.SearchOptimizer, pairs: Iterator, device: torch.device, steps: int = 3, top: int = 15
+) -> str:
     """The kernels (CUDA) or ops (CPU) of `steps` eager steps, most time first, as text."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -97,10 +100,16 @@ def kernel_profile(optimizer, pairs: Iterator, device: torch.device, steps: int 
 
 
 def _eigenvalue_call(
-    into: list[float], model, objective, params, weight_decay: float, method: str
+    into: list[float],
+    model: torch.nn.Module,
+    objective: Callable[[Sequence[Tensor]], Tensor],
+    params: Sequence[Tensor],
+    weight_decay: float,
+    method: str,
+    graphs: bool,
 ) -> Callable[[], None]:
     """A call that appends the Hessian's dominant eigenvalue (by `method`) to `into`."""
-    return lambda: into.append(architecture_eigenvalue(model, [objective], params, weight_decay, method))
+    return lambda: into.append(architecture_eigenvalue(model, [objective], params, weight_decay, method, graphs))
 
 
 def run_bench(
@@ -171,7 +180,9 @@ def run_bench(
     objective = optimizer.architecture_objective((valid_images, valid_labels)) if params else None
     for method in hessian_methods if params else ():
         eigenvalues: list[float] = []
-        eigen = _eigenvalue_call(eigenvalues, model, objective, params, options.arch_weight_decay, method)
+        eigen = _eigenvalue_call(
+            eigenvalues, model, objective, params, options.arch_weight_decay, method, use_cuda_graphs(config, device)
+        )
         eigen()
         results[f"hessian_{method}"] = time_calls(eigen, hessian_repeats, device)
         log(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.errors import HarnessError, UnknownNameError
-from benchmarks.nasbench1shot1.ops import REFERENCE_BN_MOMENTUM
+from benchmarks.nasbench1shot1.reference import REFERENCE_BN_MOMENTUM
 
 DEFAULT_BENCHMARK = "data/nasbench_only108.tfrecord"
 NOT_SETTABLE = ("optimizer", "space", "seed", "preset", "plugins", "optimizer_options")

@@ -1,7 +1,10 @@
-"""NAS-Bench-1Shot1: the three search spaces and the one-shot model."""
+"""NAS-Bench-1Shot1: the three search spaces and the one-shot model.
 
-from benchmarks.nasbench1shot1.model import Mixing, OneShotModel
-from benchmarks.nasbench1shot1.ops import REFERENCE_BN_MOMENTUM
+The model's names (`OneShotModel`, `Mixing`) are imported on first use, so that code which only
+needs the spaces does not import torch.
+"""
+
+from benchmarks.nasbench1shot1.reference import REFERENCE_BN_MOMENTUM
 from benchmarks.nasbench1shot1.spaces import PRIMITIVES, CellChoice, SearchSpace, get_search_space
 
 __all__ = [
@@ -13,3 +16,11 @@ __all__ = [
     "SearchSpace",
     "get_search_space",
 ]
+
+
+def __getattr__(name: str):
+    if name in ("Mixing", "OneShotModel"):
+        from benchmarks.nasbench1shot1 import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

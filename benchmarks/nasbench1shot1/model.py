@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from benchmarks.nasbench1shot1.ops import BN_EPS, REFERENCE_BN_MOMENTUM, ConvBnRelu, MixedOp, weighted_sum
+from benchmarks.nasbench1shot1.ops import ConvBnRelu, MixedOp, weighted_sum
+from benchmarks.nasbench1shot1.reference import BN_EPS, REFERENCE_BN_MOMENTUM
 from benchmarks.nasbench1shot1.spaces import PRIMITIVES, CellChoice, SearchSpace
 
 

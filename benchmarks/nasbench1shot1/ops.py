@@ -5,10 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-REFERENCE_BN_MOMENTUM = 0.997
-"""The reference passes TensorFlow's BatchNorm decay (0.997) as PyTorch's momentum, so running
-statistics follow mostly the newest batch. Default for reproduction; 0.003 is the intended value."""
-BN_EPS = 1e-5
+from benchmarks.nasbench1shot1.reference import BN_EPS
 
 
 class ConvBnRelu(nn.Sequential):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 
 from harness.commands.run import add_run_options, config_from_args
+from harness.sweep import RunOutcome
 
 
-def print_outcomes(outcomes) -> list:
+def print_outcomes(outcomes: list[RunOutcome]) -> list[RunOutcome]:
     """Print the sweep's summary (one line per failed run); returns the failed outcomes."""
     failed = [o for o in outcomes if not o.ok]
     skipped = sum(o.state == "skipped" for o in outcomes)
