@@ -150,8 +150,8 @@ class DARTS(SearchOptimizer):
                 for w, g in zip(weights, train_grads)
             ]
         virtual = [v.requires_grad_() for v in virtual]
-        (*alpha_grads,) = torch.autograd.grad(loss_at(virtual, valid_batch, self.alphas), [*self.alphas, *virtual])
-        alpha_grads, virtual_grads = alpha_grads[: len(self.alphas)], alpha_grads[len(self.alphas) :]
+        grads = torch.autograd.grad(loss_at(virtual, valid_batch, self.alphas), [*self.alphas, *virtual])
+        alpha_grads, virtual_grads = grads[: len(self.alphas)], grads[len(self.alphas) :]
         radius = FINITE_DIFFERENCE_SCALE / torch.cat([g.flatten() for g in virtual_grads]).norm()
         implicit = []
         for sign in (1.0, -1.0):
