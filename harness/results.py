@@ -99,6 +99,11 @@ def write_status(run_dir: Path, state: str, epochs_completed: int, epochs: int, 
     )
 
 
+def is_complete(status: dict[str, Any] | None, epochs: int) -> bool:
+    """Whether a run's status says it finished all of `epochs` (then it is not run again)."""
+    return bool(status) and status.get("state") == "completed" and status.get("epochs_completed") == epochs
+
+
 def read_status(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / STATUS_FILE
     return read_json(path) if path.exists() else None

@@ -35,6 +35,7 @@ from harness.results import (
     LOCK_FILE,
     SCHEMA_VERSION,
     TABLE_FILE,
+    is_complete,
     read_json,
     read_status,
     read_table,
@@ -107,7 +108,7 @@ class SearchRun:
             self.prepare_directory()
             status = read_status(self.run_dir) or {}
             epochs = self.config.epochs
-            if status.get("state") == "completed" and status.get("epochs_completed") == epochs:
+            if is_complete(status, epochs):
                 self.log(f"{self.config.run_name}: already complete ({epochs} epochs), nothing to do")
                 return self.run_dir
             self.epochs_done = status.get("epochs_completed", 0)

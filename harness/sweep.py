@@ -82,13 +82,12 @@ def gpu_slot(gpus: Sequence[int], runs_per_gpu: int, folder: Path | None = None)
 
 
 def _is_complete(config: RunConfig) -> bool:
-    from harness.results import read_status
+    from harness.results import is_complete, read_status
 
     try:
-        status = read_status(Path(config.out) / config.run_name)
+        return is_complete(read_status(Path(config.out) / config.run_name), config.epochs)
     except HarnessError:
         return False
-    return bool(status) and status.get("state") == "completed" and status.get("epochs_completed") == config.epochs
 
 
 def run_one(config: dict[str, Any], gpus: Sequence[int], runs_per_gpu: int, threads: int) -> RunOutcome:
