@@ -6,6 +6,7 @@ a GPU (device time, after warm-up) and the wall clock on the CPU.
 
 from __future__ import annotations
 
+import collections
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import optimizers
 from benchmarks.nasbench1shot1 import get_search_space
@@ -22,7 +24,13 @@ from harness.components import build_model, inference, memory_format, resolve_de
 from harness.config import RunConfig, optimizer_config
 from harness.cuda_graphs import GraphedStep
 from harness.data import SearchData, ensure_cifar10, read_cifar10_train
-from harness.hessian import architecture_eigenvalue
+from harness.hessian import (
+    HessianVectorProducts,
+    TopEigenpair,
+    architecture_eigenpair,
+    dominant_eigenvalue,
+    hessian_mode,
+)
 
 
 @dataclass(frozen=True)
@@ -99,17 +107,53 @@ def kernel_profile(
     return "\n".join(lines)
 
 
-def _eigenvalue_call(
-    into: list[float],
+# ATen operators that only make views or allocate (no kernel on a GPU).
+_NO_KERNEL = frozenset(
+    (
+        *("view", "_unsafe_view", "_reshape_alias", "as_strided", "alias", "detach", "lift_fresh"),
+        *("t", "transpose", "expand", "permute", "unsqueeze", "squeeze", "select", "slice"),
+        *("unbind", "split", "split_with_sizes", "is_same_size"),
+        *("empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"),
+    )
+)
+
+
+class _OpCounter(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name not in _NO_KERNEL:
+            self.counts[name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def dispatched_ops(fn: Callable[[], object]) -> collections.Counter[str]:
+    """ATen operators that one call of `fn` dispatches, by name, views and allocations left out:
+    about the kernels it launches on a GPU, countable on any device."""
+    with _OpCounter() as counter:
+        fn()
+    return counter.counts
+
+
+def describe_ops(what: str, counts: collections.Counter[str], top: int = 6) -> str:
+    """One line: the total of `counts` and its `top` most frequent operators."""
+    common = ", ".join(f"{name} {count}" for name, count in counts.most_common(top))
+    return f"{what}: {sum(counts.values())} ATen ops ({common}, ...)"
+
+
+def _eigenpair_call(
+    into: list[TopEigenpair],
     model: torch.nn.Module,
     objective: Callable[[Sequence[Tensor]], Tensor],
     params: Sequence[Tensor],
-    weight_decay: float,
     method: str,
     graphs: bool,
 ) -> Callable[[], None]:
-    """A call that appends the Hessian's dominant eigenvalue (by `method`) to `into`."""
-    return lambda: into.append(architecture_eigenvalue(model, [objective], params, weight_decay, method, graphs))
+    """A call that appends the Hessian's top eigenpair (by `method`, from a fixed start) to `into`."""
+    return lambda: into.append(architecture_eigenpair(model, [objective], params, method, graphs))
 
 
 def run_bench(
@@ -163,6 +207,7 @@ def run_bench(
 
     if profile:
         log(kernel_profile(optimizer, pairs, device))
+        log(describe_ops("one eager step", dispatched_ops(lambda: optimizer.step(*next(pairs)))))
     valid_images, valid_labels = next(pairs)[1]
     model.eval()
     forward = inference(model, optimizer.eval_mixing(), use_cuda_graphs(config, device))
@@ -173,21 +218,29 @@ def run_bench(
 
     validate()
     results["validation"] = time_calls(validate, max(10, steps // 5), device)
-    model.train()
     log(f"validation forward (one batch, eval mode): {results['validation']}")
+    if profile:
+        with torch.no_grad():
+            counts = dispatched_ops(lambda: model(valid_images, optimizer.eval_mixing()))
+        log(describe_ops("one eager validation forward", counts))
+    model.train()
 
     params = optimizer.arch_parameters()
     objective = optimizer.architecture_objective((valid_images, valid_labels)) if params else None
+    if profile and params:
+        with hessian_mode(model):
+            products = HessianVectorProducts(objective, params, graphs=False)
+            direction = torch.ones_like(products.theta)
+            log(describe_ops("one eager Hessian-vector product", dispatched_ops(lambda: products(direction))))
     for method in hessian_methods if params else ():
-        eigenvalues: list[float] = []
-        eigen = _eigenvalue_call(
-            eigenvalues, model, objective, params, options.arch_weight_decay, method, use_cuda_graphs(config, device)
-        )
+        eigenpairs: list[TopEigenpair] = []
+        eigen = _eigenpair_call(eigenpairs, model, objective, params, method, use_cuda_graphs(config, device))
         eigen()
         results[f"hessian_{method}"] = time_calls(eigen, hessian_repeats, device)
         log(
-            f"Hessian eigenvalue ({method}, {sum(p.numel() for p in params)} parameters): "
-            f"{results[f'hessian_{method}']}; eigenvalue {eigenvalues[-1]:.6g}"
+            f"Hessian eigenvalue ({method}, {sum(p.numel() for p in params)} parameters, "
+            f"{eigenpairs[-1].products} Hessian-vector products): {results[f'hessian_{method}']}; "
+            f"eigenvalue {dominant_eigenvalue(eigenpairs[-1], options.arch_weight_decay):.6g}"
         )
     if device.type == "cuda":
         results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30

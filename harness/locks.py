@@ -36,7 +36,14 @@ def try_lock(path: Path) -> IO[str] | None:
 def hold_lock(path: Path, wait: bool, what: str) -> Iterator[None]:
     """Hold the lock on `path` for the duration. If another process holds it: wait for it when
     `wait`, else raise a HarnessError naming `what` is busy."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocking = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
+        raise HarnessError(
+            f"cannot create the folder {path.parent}: {blocking or 'a part of that path'} is not a folder; "
+            "choose another --out (or move that file)"
+        ) from None
     while (handle := try_lock(path)) is None:
         if not wait:
             raise HarnessError(f"{what} is in use by another process (lock {path}); wait for it to finish or stop it")

@@ -74,7 +74,7 @@ def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def write_table(path: Path, frame: pd.DataFrame) -> None:
     """Write a tidy table as parquet (or CSV for a .csv path), atomically."""
-    if Path(path).suffix == ".csv":
+    if Path(path).suffix.lower() == ".csv":
         atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
     else:
         atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
@@ -86,7 +86,7 @@ def read_table(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise MissingFileError(f"results table {path} does not exist")
     try:
-        return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        return pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
     except Exception as err:
         raise DataFileError(f"results table {path} cannot be read ({err}); it may be corrupt") from err
 
@@ -114,9 +114,21 @@ def run_directories(results_dir: Path) -> list[Path]:
     return sorted(p.parent for p in Path(results_dir).glob(f"*/{CONFIG_FILE}"))
 
 
-def collect(results_dir: Path) -> pd.DataFrame:
-    """All runs' tables under `results_dir` concatenated into one tidy table."""
-    frames = [read_table(d / TABLE_FILE) for d in run_directories(results_dir) if (d / TABLE_FILE).exists()]
+def collect(results_dir: Path, skipped: list[str] | None = None) -> pd.DataFrame:
+    """All runs' tables under `results_dir` concatenated into one tidy table.
+
+    skipped: when given, a run whose table cannot be read is left out and the reason appended
+    here (else it is an error)."""
+    frames = []
+    for run_dir in run_directories(results_dir):
+        if not (run_dir / TABLE_FILE).exists():
+            continue
+        try:
+            frames.append(read_table(run_dir / TABLE_FILE))
+        except DataFileError as err:
+            if skipped is None:
+                raise
+            skipped.append(str(err))
     if not frames:
         raise MissingFileError(f"no run tables ({TABLE_FILE}) under {results_dir}")
     return pd.concat(frames, ignore_index=True).sort_values(["space", "optimizer", "seed", "epoch"], ignore_index=True)

@@ -26,7 +26,7 @@ from harness.components import build_model, inference, resolve_device, search_da
 from harness.config import RunConfig, SettingError, optimizer_config
 from harness.cuda_graphs import GraphedStep
 from harness.data import SearchData, ensure_cifar10, read_cifar10_train
-from harness.hessian import architecture_eigenvalue
+from harness.hessian import architecture_eigenpair, dominant_eigenvalue
 from harness.identity import identity_differences, resolved_config, run_identity
 from harness.locks import hold_lock
 from harness.results import (
@@ -84,18 +84,26 @@ class SearchRun:
 
     def prepare_directory(self) -> None:
         """Create the run directory, or check that an existing one holds this same run (then keep
-        its digest, which its checkpoint carries). Call with the directory's lock held."""
+        its digest, which its checkpoint carries) or one that completed no epoch (then start over
+        with this configuration). Call with the directory's lock held."""
         config_path = self.run_dir / CONFIG_FILE
         if config_path.exists():
             existing = read_json(config_path)
             old = run_identity(existing.get("resolved", {}), self.optimizer_class)
             differences = identity_differences(old, self.identity)
-            if differences:
+            started = (self.run_dir / CHECKPOINT_FILE).exists() or (self.run_dir / TABLE_FILE).exists()
+            if not differences:
+                self.digest = existing.get("config_digest", self.digest)
+            elif not started:
+                self.log(
+                    f"{self.run_dir}: no epoch was completed; starting over with the new configuration "
+                    f"({'; '.join(differences)})"
+                )
+            else:
                 raise HarnessError(
                     f"{self.run_dir} holds a run with a different configuration ({'; '.join(differences)}). "
                     "Use another --out, or delete that directory to start over."
                 )
-            self.digest = existing.get("config_digest", self.digest)
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def execute(self) -> Path:
@@ -154,6 +162,12 @@ class SearchRun:
             self.epochs_done = epoch + 1
             write_status(self.run_dir, "running" if epoch + 1 < epochs else "completed", epoch + 1, epochs)
             self.log(self._summary(rows[-1]))
+
+    def _rerun_hint(self, epoch: int) -> str:
+        """Where a run with other settings can go after a failure in `epoch`."""
+        if epoch == 0:
+            return f"; rerunning with other settings starts {self.run_dir} over"
+        return f" and rerun with another --out (the epochs before are kept in {self.run_dir}) or delete that folder"
 
     def _space_bests(self, table: NASBench101) -> tuple[float, float]:
         """The space's best mean test and validation errors in `table`, which must hold every
@@ -273,7 +287,11 @@ class SearchRun:
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
-            raise RunFailed(f"non-finite training loss ({float(losses[bad])}) at epoch {epoch}, step {bad}")
+            raise RunFailed(
+                f"non-finite training loss ({float(losses[bad])}) at epoch {epoch}, step {bad}: the search "
+                "diverged. Lower the learning rates (e.g. --set weight_lr=... or arch_lr=...) or the gradient "
+                f"clip (grad_clip){self._rerun_hint(epoch)}"
+            )
         optimizer.end_epoch(EpochValidation(data, epoch, self.config.valid_batches))
         try:
             spec = optimizer.discretize()
@@ -340,15 +358,14 @@ class SearchRun:
         devices = [data.device] if data.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             objectives = [optimizer.architecture_objective(batch) for batch in batches]
-            eigenvalue = architecture_eigenvalue(
+            pair = architecture_eigenpair(
                 model,
                 objectives,
                 params,
-                optimizer.config.arch_weight_decay,
                 self.config.hessian_method,
                 graphs=use_cuda_graphs(self.config, data.device),
             )
-        return eigenvalue, time.perf_counter() - started
+        return dominant_eigenvalue(pair, optimizer.config.arch_weight_decay), time.perf_counter() - started
 
     def _summary(self, row: dict) -> str:
         eigen = "n/a" if row["hessian_eigenvalue"] != row["hessian_eigenvalue"] else f"{row['hessian_eigenvalue']:.4g}"

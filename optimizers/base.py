@@ -59,6 +59,39 @@ class SearchConfig:
     alpha_init_std: float = 1e-3
     reference_lr_schedule: bool = False
 
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """What is out of range; subclasses with fields of their own extend the list."""
+        return out_of_range(
+            self,
+            minimum={
+                "batch_size": 1,
+                "weight_lr": 0,
+                "weight_lr_min": 0,
+                "weight_decay": 0,
+                "arch_lr": 0,
+                "arch_weight_decay": 0,
+                "alpha_init_std": 0,
+            },
+            positive=("grad_clip",),
+            fractions=("weight_momentum", "arch_beta1", "arch_beta2"),
+        )
+
+
+def out_of_range(
+    config: Any, minimum: dict[str, float] | None = None, positive: Sequence[str] = (), fractions: Sequence[str] = ()
+) -> list[str]:
+    """Messages for the fields of `config` below their `minimum`, not > 0, or outside [0, 1)."""
+    low = minimum or {}
+    problems = [f"{n}={getattr(config, n)!r} must be at least {low[n]}" for n in low if getattr(config, n) < low[n]]
+    problems += [f"{n}={getattr(config, n)!r} must be > 0" for n in positive if not getattr(config, n) > 0]
+    problems += [f"{n}={getattr(config, n)!r} must be in [0, 1)" for n in fractions if not 0 <= getattr(config, n) < 1]
+    return problems
+
 
 class SearchOptimizer(ABC):
     """Base class of the one-shot optimizers; register subclasses with `@register("name")`.

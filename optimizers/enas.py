@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmarks.nasbench1shot1 import PRIMITIVES, CellChoice, OneShotModel, SearchSpace
-from optimizers.base import Batch, StepStats
+from optimizers.base import Batch, StepStats, out_of_range
 from optimizers.gdas import gumbel_noise
 from optimizers.random_ws import RandomWS, RandomWSConfig
 from optimizers.registry import register
@@ -59,6 +59,19 @@ class ENASConfig(RandomWSConfig):
     controller_op_tanh_reduce: float = 5.0
     entropy_weight: float = 1e-4
     baseline_decay: float = 0.99
+
+    def problems(self) -> list[str]:
+        return super().problems() + out_of_range(
+            self,
+            minimum={"controller_hidden": 1, "controller_lr": 0},
+            positive=(
+                "controller_eps",
+                "controller_temperature",
+                "controller_tanh_constant",
+                "controller_op_tanh_reduce",
+            ),
+            fractions=("controller_beta1", "controller_beta2", "baseline_decay"),
+        )
 
 
 class Controller(nn.Module):

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmarks.nasbench1shot1 import Mixing, OneShotModel, SearchSpace
-from optimizers.base import Batch, SearchConfig
+from optimizers.base import Batch, SearchConfig, out_of_range
 from optimizers.darts import DARTS
 from optimizers.nasp import binarizer
 from optimizers.registry import register
@@ -38,6 +38,9 @@ class GDASConfig(SearchConfig):
     tau_max: float = 10.0
     tau_min: float = 1.0
     arch_grad_clip: float = 5.0
+
+    def problems(self) -> list[str]:
+        return super().problems() + out_of_range(self, positive=("tau_max", "tau_min", "arch_grad_clip"))
 
 
 def gumbel_temperature(epoch: int, epochs: int, tau_max: float, tau_min: float) -> float:

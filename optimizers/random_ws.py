@@ -4,8 +4,12 @@ Each step trains the shared weights on one architecture drawn uniformly at rando
 epoch, `eval_samples` random architectures are scored on one search-valid batch, the best
 `eval_top` of them on the whole search-valid split, and the best one is reported. Scoring uses
 the network in train mode (BatchNorm batch statistics): the running statistics of a shared
-layer belong to whichever architecture used it last. Defaults follow the NAS-Bench-1Shot1
-reference (batch 64, gradient clip 0.25, 1,000 samples, top 5). See docs/adding-an-optimizer.md.
+layer belong to whichever architecture used it last, so the reported one then takes its own
+(`OneShotModel.adopt_batch_statistics`) before the runner validates it in eval mode. Only the
+sampled ops run (`Mixing.from_choice`): ops that were not drawn get no BatchNorm update, weight
+decay or momentum step, whereas the reference's discrete wrapper runs every op with one-hot
+weights. Defaults follow the NAS-Bench-1Shot1 reference (batch 64, gradient clip 0.25, 1,000
+samples, top 5). See docs/adding-an-optimizer.md.
 """
 
 from __future__ import annotations
@@ -19,7 +23,15 @@ from torch import Tensor
 
 from benchmarks.nasbench1shot1 import PRIMITIVES, CellChoice, Mixing, OneShotModel, SearchSpace
 from benchmarks.nasbench101 import ModelSpec
-from optimizers.base import Batch, SearchConfig, SearchOptimizer, StepStats, ValidationData, step_stats
+from optimizers.base import (
+    Batch,
+    SearchConfig,
+    SearchOptimizer,
+    StepStats,
+    ValidationData,
+    out_of_range,
+    step_stats,
+)
 from optimizers.registry import register
 from optimizers.weights import WeightTrainer
 
@@ -30,6 +42,9 @@ class RandomWSConfig(SearchConfig):
     grad_clip: float = 0.25
     eval_samples: int = 1000
     eval_top: int = 5
+
+    def problems(self) -> list[str]:
+        return super().problems() + out_of_range(self, minimum={"eval_samples": 1, "eval_top": 1})
 
 
 def random_choice(space: SearchSpace) -> CellChoice:
@@ -101,11 +116,10 @@ class RandomWS(SearchOptimizer):
         self.best = finalists[totals.index(max(totals))]
         self.refresh_statistics(batch)
 
-    @torch.no_grad()
     def refresh_statistics(self, batch: Batch) -> None:
-        """One train-mode forward pass of the reported architecture, so the shared BatchNorm
-        running statistics are its own when the runner validates it in eval mode."""
-        self.model(batch[0], Mixing.from_choice(self.space, self.best, self.device))
+        """The shared BatchNorm layers take the reported architecture's statistics on `batch`,
+        so that the runner validates it in eval mode with its own."""
+        self.model.adopt_batch_statistics(batch[0], Mixing.from_choice(self.space, self.best, self.device))
 
     def discretize(self) -> ModelSpec:
         return self.space.to_spec(self.best)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from benchmarks.nasbench1shot1 import Mixing
-from optimizers.base import Batch
+from optimizers.base import Batch, out_of_range
 from optimizers.darts import DARTS, PCDARTS, DARTSConfig
 from optimizers.registry import register
 
@@ -25,6 +25,9 @@ class SDARTSConfig(DARTSConfig):
     epsilon_min: float = 0.03
     epsilon_max: float = 0.3
     attack_steps: int = 7
+
+    def problems(self) -> list[str]:
+        return super().problems() + out_of_range(self, minimum={"epsilon_min": 0, "epsilon_max": 0, "attack_steps": 1})
 
 
 def perturbation_radius(epoch: int, epochs: int, epsilon_min: float, epsilon_max: float) -> float:

@@ -64,6 +64,12 @@ def check_table(table: pd.DataFrame, source: str = "results table") -> pd.DataFr
     require_columns(table, REQUIRED_COLUMNS, source)
     if table.empty:
         raise TableFormatError(f"{source} has no rows")
+    if "benchmark" in table.columns and table["benchmark"].nunique() > 1:
+        names = ", ".join(sorted(table["benchmark"].astype(str).unique()))
+        raise TableFormatError(
+            f"{source} mixes runs looked up in different benchmarks ({names}); their errors cannot be "
+            "averaged together: keep each benchmark's runs in its own results folder (or filter the table)"
+        )
     table = table.copy()
     table["optimizer"] = table["optimizer"].astype(str)
     for name in ("space", "seed", "epoch"):

@@ -73,6 +73,28 @@ def test_export_writes_csv(cli_run: Path, tmp_path: Path, capsys: pytest.Capture
     assert len(pd.read_csv(tmp_path / "all.csv")) == 1
 
 
+def test_export_refuses_a_name_that_is_not_csv(cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["export", str(cli_run), "--out", str(tmp_path / "table.txt")]) == 2
+    assert "give --out a .csv file name" in capsys.readouterr().err
+    assert not (tmp_path / "table.txt").exists()
+
+
+def test_collect_leaves_out_an_unreadable_run_with_a_warning(
+    cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    results = tmp_path / "results"
+    for name in ("good", "broken"):
+        (results / name).mkdir(parents=True)
+        for file in ("config.json", "status.json", TABLE_FILE):
+            (results / name / file).write_bytes((cli_run / file).read_bytes())
+    (results / "broken" / TABLE_FILE).write_bytes(b"PAR1 truncated")
+    (results / "broken" / "status.json").write_text("{")
+    assert main(["collect", str(results)]) == 0
+    captured = capsys.readouterr()
+    assert "warning: left out: results table" in captured.err and "broken" in captured.err
+    assert "1 rows" in captured.out and "broken: status unknown" in captured.out
+
+
 def test_collect_and_plot_verbs(cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     results = cli_run.parent
     assert main(["collect", str(results)]) == 0
@@ -117,6 +139,10 @@ def test_sweep_lists_the_failed_run_and_finishes_the_others(
         (["collect", "no-such-folder"], "results folder no-such-folder does not exist"),
         (["export", "no-such-folder"], "no-such-folder is not a run directory nor a results folder"),
         (["plot", "no-such-folder"], "results folder no-such-folder does not exist"),
+        (["run", "--optimizer", "darts", "--space", "1", "--device", "tpu"], "device='tpu' is not one of"),
+        (["run", "--optimizer", "darts", "--space", "1", "--set", "weight_momentum=1.5"], "must be in [0, 1)"),
+        (["bench", "--optimizer", "darts", "--space", "1", "--hessian-methods", "exact"], "unknown Hessian method"),
+        (["bench", "--optimizer", "darts", "--space", "1", "--steps", "0"], "--steps must be at least 1"),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(

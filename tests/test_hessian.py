@@ -9,12 +9,13 @@ import optimizers
 from benchmarks.nasbench1shot1 import OneShotModel, get_search_space
 from harness.hessian import (
     FULL_HESSIAN_METHODS,
-    architecture_eigenvalue,
+    architecture_eigenpair,
     architecture_hessian,
     batch_statistics_only,
     dominant_eigenvalue,
     hessian,
-    lanczos_top_eigenvalue,
+    lanczos_top_eigenpair,
+    top_eigenpair,
 )
 
 
@@ -42,8 +43,10 @@ def test_quadratic_hessian_and_spectrum(method):
 
     result = hessian(objective, params, method)
     torch.testing.assert_close(result, matrix, rtol=1e-12, atol=1e-12)
-    assert dominant_eigenvalue(result) == pytest.approx(float(eigenvalues.max()), rel=1e-10)
-    assert dominant_eigenvalue(result, weight_decay=1e-3) == pytest.approx(3.501, rel=1e-10)
+    pair = top_eigenpair(result)
+    assert pair.value == pytest.approx(float(eigenvalues.max()), rel=1e-10)
+    torch.testing.assert_close(matrix @ pair.vector, pair.value * pair.vector, rtol=0, atol=1e-10)
+    assert dominant_eigenvalue(pair, weight_decay=1e-3) == pytest.approx(3.501, rel=1e-10)
 
 
 def test_chunked_products_agree():
@@ -110,28 +113,44 @@ def test_running_statistics_untouched_and_batches_averaged():
     assert model.training
 
 
+def _known_spectrum(top_value: float, size: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(3)
+    basis, _ = torch.linalg.qr(torch.randn(size, size, generator=generator, dtype=torch.float64))
+    eigenvalues = torch.cat([torch.linspace(-2.0, 3.0, size - 1, dtype=torch.float64), torch.tensor([top_value])])
+    return basis @ torch.diag(eigenvalues) @ basis.T, basis[:, -1]
+
+
 @pytest.mark.parametrize("top_value", [3.5, 40.0])
 def test_lanczos_finds_the_top_of_a_known_spectrum(top_value):
-    basis, _ = torch.linalg.qr(torch.randn(12, 12, generator=torch.Generator().manual_seed(3), dtype=torch.float64))
-    eigenvalues = torch.cat([torch.linspace(-2.0, 3.0, 11, dtype=torch.float64), torch.tensor([top_value])])
-    matrix = basis @ torch.diag(eigenvalues) @ basis.T
-    calls = []
-
-    def products(v):
-        calls.append(1)
-        return matrix @ v
-
-    top = lanczos_top_eigenvalue(products, 12, torch.zeros(12, dtype=torch.float64), tolerance=1e-10)
-    assert top == pytest.approx(top_value, rel=1e-9)
+    matrix, top_vector = _known_spectrum(top_value)
+    pair = lanczos_top_eigenpair(lambda v: matrix @ v, 12, torch.zeros(12, dtype=torch.float64), tolerance=1e-10)
+    assert pair.value == pytest.approx(top_value, rel=1e-9)
+    assert abs(float(pair.vector @ top_vector)) == pytest.approx(1.0, abs=1e-6)
     if top_value > 10:
-        assert len(calls) < 12, "a well-separated top eigenvalue converges before the full basis is built"
+        assert pair.products < 12, "a well-separated top eigenvalue converges before the full basis is built"
+
+
+def test_lanczos_estimate_is_within_its_tolerance_and_saves_products():
+    """The stopping rule's error estimate (r^2 / gap once r < gap) holds on a clustered spectrum,
+    where the residual alone needs more products for the same tolerance."""
+    matrix, _ = _known_spectrum(3.2, size=30)
+    exact = float(torch.linalg.eigvalsh(matrix)[-1])
+    for tolerance in (1e-4, 1e-7, 1e-10):
+        pair = lanczos_top_eigenpair(lambda v: matrix @ v, 30, matrix[0], tolerance=tolerance)
+        residual_only = lanczos_top_eigenpair(lambda v: matrix @ v, 30, matrix[0], tolerance, gap_estimate=False)
+        assert 0 <= exact - pair.value <= tolerance * exact
+        assert pair.products < residual_only.products
 
 
 @pytest.mark.parametrize("space_number", [1, 3])
 def test_lanczos_eigenvalue_matches_the_full_hessian(space_number):
     model, optimizer, batch = _tiny_darts(space_number)
     objective = optimizer.architecture_objective(batch)
-    exact = dominant_eigenvalue(architecture_hessian(model, [objective], optimizer.alphas), 1e-3)
-    fast = architecture_eigenvalue(model, [objective], optimizer.alphas, 1e-3, "lanczos")
-    assert fast == pytest.approx(exact, rel=1e-6)
-    assert architecture_eigenvalue(model, [objective], optimizer.alphas, 1e-3, "rows") == pytest.approx(exact, rel=1e-9)
+    exact = top_eigenpair(architecture_hessian(model, [objective], optimizer.alphas))
+    fast = architecture_eigenpair(model, [objective], optimizer.alphas, "lanczos")
+    assert fast.value == pytest.approx(exact.value, rel=1e-6)
+    assert fast.products < exact.products
+    assert abs(float(fast.vector @ exact.vector)) == pytest.approx(1.0, abs=1e-3)
+    rows = architecture_eigenpair(model, [objective], optimizer.alphas, "rows")
+    assert rows.value == pytest.approx(exact.value, rel=1e-9)
+    assert dominant_eigenvalue(rows, 1e-3) == pytest.approx(abs(exact.value + 1e-3), rel=1e-9)

@@ -104,6 +104,35 @@ def test_one_hot_mixing_equals_the_stand_alone_network(number):
         torch.testing.assert_close(model(x, mixing), expected, atol=1e-10, rtol=0)
 
 
+def test_adopt_batch_statistics_gives_the_used_layers_this_batchs_statistics():
+    space = get_search_space(1)
+    model = tiny_model(1, channels=2, bn_momentum=0.003)
+    choice = architectures(1)[-1]  # node 1 runs op 2 (conv1x1): its conv3x3 (op 1) is unused
+    assert choice.ops[0] == 2
+    mixing = Mixing.from_choice(space, choice)
+    model(images(seed=5), mixing)  # running statistics now belong to another batch
+    x = images(seed=6)
+    model.train()
+    train_logits = model(x, mixing)
+    model.eval()
+    stale_error = (model(x, mixing) - train_logits).abs().max()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    inputs = []
+    hook = model.postprocess[2].register_forward_hook(lambda module, args, out: inputs.append(args[0]))
+    model.adopt_batch_statistics(x, mixing)
+    hook.remove()
+    assert not model.training
+    last = model.postprocess[2]
+    assert last.momentum == 0.1 and model.stem[1].momentum == 0.003
+    torch.testing.assert_close(last.running_mean, inputs[0].mean(dim=(0, 2, 3)), atol=1e-12, rtol=0)
+    torch.testing.assert_close(last.running_var, inputs[0].var(dim=(0, 2, 3)), atol=1e-12, rtol=0)
+    unused = "cells.0.mixed_ops.0.ops.1.1.running_mean"
+    assert torch.equal(model.state_dict()[unused], before[unused])
+    assert not torch.equal(model.stem[1].running_mean, before["stem.1.running_mean"])
+    # eval mode now differs from train mode only by the unbiased variance of small batches
+    assert (model(x, mixing) - train_logits).abs().max() < stale_error / 5
+
+
 @pytest.mark.parametrize("number", [1, 2, 3])
 def test_different_architectures_give_different_outputs(number):
     """The comparison above is not vacuous: the architectures' outputs differ from each other."""

@@ -152,6 +152,13 @@ def test_synthetic_label_in_every_title(benchmark: str, synthetic: bool) -> None
         assert ("NAS-Bench-101" in fig.get_suptitle()) is not synthetic
 
 
+def test_runs_of_different_benchmarks_are_not_averaged_together(tmp_path: Path) -> None:
+    mixed = pd.concat([make_table("synthetic"), make_table("nasbench101")], ignore_index=True)
+    with pytest.raises(plots.TableFormatError, match=r"different benchmarks \(nasbench101, synthetic\)"):
+        plots.make_figures(mixed, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_single_seed_single_epoch_draws_markers() -> None:
     table = make_table("nasbench101")
     table = table[(table["seed"] == 0) & (table["epoch"] == 0)].drop(columns=["hessian_eigenvalue", "benchmark"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import time
@@ -70,29 +71,72 @@ def test_killed_run_resumes_to_the_same_table(cifar_root, tmp_path):
     assert read_status(run_dir)["state"] == "completed"
 
 
-class _NanAfterFirstEpoch(optimizers.get("darts")):
-    """DARTS whose training loss becomes NaN in epoch 1."""
+@dataclasses.dataclass
+class _NanConfig(optimizers.get("darts").Config):
+    nan_from_epoch: int = 1
+
+
+class _NanFromEpoch(optimizers.get("darts")):
+    """DARTS whose training loss becomes NaN from epoch `nan_from_epoch` on."""
+
+    Config = _NanConfig
 
     def new_epoch(self, epoch, epochs):
         super().new_epoch(epoch, epochs)
-        self.poisoned = epoch >= 1
+        self.poisoned = epoch >= self.config.nan_from_epoch
 
     def step(self, train_batch, valid_batch):
         stats = super().step(train_batch, valid_batch)
         return {**stats, "loss": stats["loss"] * float("nan")} if self.poisoned else stats
 
 
-optimizers.register("test-nan-after-first-epoch")(_NanAfterFirstEpoch)
+optimizers.register("test-nan-from-epoch")(_NanFromEpoch)
 
 
 def test_nan_loss_stops_the_run_and_keeps_rows(cifar_root, tmp_path):
-    config = tiny_config(cifar_root, tmp_path, "test-nan-after-first-epoch", hessian=False)
-    with pytest.raises(RunFailed, match=r"non-finite training loss.*epoch 1"):
+    config = tiny_config(cifar_root, tmp_path, "test-nan-from-epoch", hessian=False)
+    with pytest.raises(RunFailed, match=r"non-finite training loss.*epoch 1.*Lower the learning rates"):
         run_search(config, progress=False, log=lambda _: None)
     run_dir = Path(config.out) / config.run_name
     status = read_status(run_dir)
     assert status["state"] == "failed" and status["failed_epoch"] == 1 and "nan" in status["error"]
     assert read_table(run_dir / TABLE_FILE)["epoch"].tolist() == [0]
+
+
+def test_a_run_that_completed_no_epoch_may_start_over_with_other_settings(cifar_root, tmp_path):
+    diverging = tiny_config(
+        cifar_root, tmp_path, "test-nan-from-epoch", hessian=False, optimizer_options={"nan_from_epoch": 0}
+    )
+    with pytest.raises(RunFailed, match="epoch 0"):
+        run_search(diverging, progress=False, log=lambda _: None)
+    fixed = dataclasses.replace(diverging, optimizer_options={"nan_from_epoch": 5})
+    run_dir = run_search(fixed, progress=False, log=lambda _: None)
+    assert read_status(run_dir)["state"] == "completed"
+    assert json.loads((run_dir / "config.json").read_text())["resolved"]["optimizer_config"]["nan_from_epoch"] == 5
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "options", "message"),
+    [
+        ("darts", {"batch_size": 0}, "batch_size=0 must be at least 1"),
+        ("sdarts-adv", {"attack_steps": 0, "arch_beta1": 1.0}, r"arch_beta1=1.0 must be in \[0, 1\).*attack_steps"),
+        ("gdas", {"tau_min": 0.0}, "tau_min=0.0 must be > 0"),
+        ("enas", {"eval_top": 0}, "eval_top=0 must be at least 1"),
+    ],
+)
+def test_out_of_range_optimizer_settings_are_refused_before_anything_is_written(
+    cifar_root, tmp_path, optimizer, options, message
+):
+    config = tiny_config(cifar_root, tmp_path, optimizer, optimizer_options=options)
+    with pytest.raises(SettingError, match=message):
+        run_search(config, progress=False, log=lambda _: None)
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_out_folder_that_is_a_file_is_reported(cifar_root, tmp_path):
+    (tmp_path / "results").write_text("not a folder")
+    with pytest.raises(HarnessError, match=r"results is not a folder"):
+        run_search(tiny_config(cifar_root, tmp_path / "results"), progress=False, log=lambda _: None)
 
 
 def test_corrupt_and_mismatched_checkpoints_are_reported_not_overwritten(cifar_root, tmp_path):
@@ -157,7 +201,8 @@ def test_a_run_written_before_new_settings_existed_still_resumes(cifar_root, tmp
 
 
 @pytest.mark.parametrize(
-    "setting", [{"hessian_method": "exact"}, {"hessian_batches": 0}, {"epochs": 0}, {"valid_batches": 0}]
+    "setting",
+    [{"hessian_method": "exact"}, {"hessian_batches": 0}, {"epochs": 0}, {"valid_batches": 0}, {"device": "tpu"}],
 )
 def test_invalid_settings_are_refused_when_the_config_is_made(cifar_root, tmp_path, setting):
     with pytest.raises(SettingError, match=next(iter(setting))):

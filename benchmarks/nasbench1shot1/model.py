@@ -148,3 +148,21 @@ class OneShotModel(nn.Module):
             s = cell(s, mixing)
         s = self.postprocess(s)
         return self.classifier(s.mean(dim=(2, 3)))
+
+    @torch.no_grad()
+    def adopt_batch_statistics(self, images: Tensor, mixing: Mixing) -> None:
+        """Set the running statistics of the BatchNorm layers that `mixing` uses to those of one
+        train-mode pass over `images` (B, 3, 32, 32) (momentum 1 for that pass), e.g. for the
+        architecture about to be validated in eval mode after others shared the layers."""
+        layers = [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [layer.momentum for layer in layers]
+        was_training = self.training
+        self.train()
+        try:
+            for layer in layers:
+                layer.momentum = 1.0
+            self(images, mixing)
+        finally:
+            for layer, momentum in zip(layers, momenta):
+                layer.momentum = momentum
+            self.train(was_training)

@@ -8,13 +8,21 @@ import argparse
 def _bench(args: argparse.Namespace) -> int:
     from harness.bench import run_bench
     from harness.commands.run import config_from_args
+    from harness.config import SettingError
+    from harness.hessian import METHODS
 
+    methods = tuple(m.strip() for m in args.hessian_methods.split(",") if m.strip())
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise SettingError(f"unknown Hessian method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if args.steps < 1 or args.warmup < 0:
+        raise SettingError(f"--steps must be at least 1 and --warmup at least 0 (got {args.steps}, {args.warmup})")
     config = config_from_args(args, args.optimizer, args.space, args.seed)
     run_bench(
         config,
         steps=args.steps,
         warmup=args.warmup,
-        hessian_methods=tuple(m for m in args.hessian_methods.split(",") if m),
+        hessian_methods=methods,
         profile=args.profile,
         synthetic_images=args.data is None,
     )
@@ -37,6 +45,11 @@ def add_parser(subparsers) -> None:
         default="rows,lanczos",
         help="comma-separated Hessian methods to time, or '' for none (default rows,lanczos)",
     )
-    parser.add_argument("--profile", action="store_true", help="also list the kernels of a few eager steps")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also list the kernels of a few eager steps, and count the ATen ops of one step, one validation "
+        "forward and one Hessian-vector product",
+    )
     add_run_options(parser)
     parser.set_defaults(handler=_bench)

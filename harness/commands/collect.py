@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
 def collect_to_files(results_dir: Path) -> tuple[Path, Path, int]:
-    """Write RESULTS_DIR/all_epochs.parquet and .csv; returns their paths and the row count."""
+    """Write RESULTS_DIR/all_epochs.parquet and .csv; returns their paths and the row count.
+    Runs whose table cannot be read are left out, with a warning on stderr."""
     from benchmarks.errors import MissingFileError
     from harness.results import COLLECTED_FILE, collect, write_table
 
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise MissingFileError(f"results folder {results_dir} does not exist (or is not a folder)")
-    frame = collect(results_dir)
+    skipped: list[str] = []
+    frame = collect(results_dir, skipped)
+    for reason in skipped:
+        print(f"warning: left out: {reason}", file=sys.stderr)
     parquet, csv = results_dir / f"{COLLECTED_FILE}.parquet", results_dir / f"{COLLECTED_FILE}.csv"
     write_table(parquet, frame)
     write_table(csv, frame)
@@ -22,13 +27,18 @@ def collect_to_files(results_dir: Path) -> tuple[Path, Path, int]:
 
 
 def _collect(args: argparse.Namespace) -> int:
+    from benchmarks.errors import DataFileError
     from harness.results import read_status, run_directories
 
     results_dir = Path(args.results_dir)
     parquet, csv, rows = collect_to_files(results_dir)
     print(f"{parquet} (+ {csv.name}): {rows} rows")
     for run_dir in run_directories(results_dir):
-        status = read_status(run_dir) or {"state": "not started", "epochs_completed": 0, "epochs": "?"}
+        try:
+            status = read_status(run_dir) or {"state": "not started", "epochs_completed": 0, "epochs": "?"}
+        except DataFileError as err:
+            print(f"  {run_dir.name}: status unknown ({err})")
+            continue
         detail = f": {status['error']}" if status.get("error") else ""
         print(f"  {run_dir.name}: {status['state']} ({status['epochs_completed']}/{status['epochs']} epochs){detail}")
     return 0

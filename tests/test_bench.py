@@ -1,0 +1,35 @@
+"""`harness bench` on the CPU: every figure is printed, the Hessian methods agree, ops are counted."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from harness.bench import dispatched_ops, run_bench
+from harness.config import make_config
+
+
+def test_dispatched_ops_count_kernels_not_views():
+    a, b = torch.randn(4, 3), torch.randn(3)
+    counts = dispatched_ops(lambda: (a.t().reshape(12) * 2 + 1, torch.addcmul(a, a, b)))
+    assert counts == {"clone": 1, "mul": 1, "add": 1, "addcmul": 1}  # reshape of the transpose copies
+
+
+def test_bench_prints_every_figure_and_the_hessian_methods_agree():
+    config = make_config(
+        "darts", 1, channels=2, cells=3, device="cpu", benchmark="synthetic", optimizer_options={"batch_size": 8}
+    )
+    lines: list[str] = []
+    results = run_bench(config, steps=2, warmup=1, hessian_repeats=1, profile=True, log=lines.append)
+    text = "\n".join(lines)
+    for figure in ("step", "validation", "hessian_rows", "hessian_lanczos"):
+        assert results[figure].count >= 1 and results[figure].median > 0, figure
+    for what in ("one eager step", "one eager validation forward", "one eager Hessian-vector product"):
+        count = int(re.search(rf"{what}: (\d+) ATen ops", text).group(1))
+        assert count > 50, what
+    eigenvalues = {m: float(v) for m, v in re.findall(r"Hessian eigenvalue \((\w+),.*eigenvalue ([\d.e+-]+)", text)}
+    products = {m: int(v) for m, v in re.findall(r"\((\w+), 24 parameters, (\d+) Hessian-vector products", text)}
+    assert eigenvalues["lanczos"] == pytest.approx(eigenvalues["rows"], rel=1e-5)
+    assert products["rows"] == 24 and products["lanczos"] < 24
