@@ -5,21 +5,33 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def collect_with_warnings(results_dir: Path) -> pd.DataFrame:
+    """`results.collect`, leaving out the runs whose table cannot be read, with a warning on stderr."""
+    from harness.results import collect
+
+    skipped: list[str] = []
+    frame = collect(results_dir, skipped)
+    for reason in skipped:
+        print(f"warning: left out: {reason}", file=sys.stderr)
+    return frame
 
 
 def collect_to_files(results_dir: Path) -> tuple[Path, Path, int]:
     """Write RESULTS_DIR/all_epochs.parquet and .csv; returns their paths and the row count.
     Runs whose table cannot be read are left out, with a warning on stderr."""
     from benchmarks.errors import MissingFileError
-    from harness.results import COLLECTED_FILE, collect, write_table
+    from harness.results import COLLECTED_FILE, write_table
 
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise MissingFileError(f"results folder {results_dir} does not exist (or is not a folder)")
-    skipped: list[str] = []
-    frame = collect(results_dir, skipped)
-    for reason in skipped:
-        print(f"warning: left out: {reason}", file=sys.stderr)
+    frame = collect_with_warnings(results_dir)
     parquet, csv = results_dir / f"{COLLECTED_FILE}.parquet", results_dir / f"{COLLECTED_FILE}.csv"
     write_table(parquet, frame)
     write_table(csv, frame)

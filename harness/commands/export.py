@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
 def _export(args: argparse.Namespace) -> int:
     from benchmarks.errors import MissingFileError
+    from harness.commands.collect import collect_with_warnings
     from harness.config import SettingError
-    from harness.results import COLLECTED_FILE, TABLE_FILE, collect, read_table, write_table
+    from harness.results import COLLECTED_FILE, TABLE_FILE, read_table, write_table
 
     source = Path(args.path)
     if not source.is_dir():
         raise MissingFileError(f"{source} is not a run directory nor a results folder")
     if args.out and Path(args.out).suffix.lower() != ".csv":
         raise SettingError(f"export writes CSV: give --out a .csv file name, not {args.out}")
-    skipped: list[str] = []
     if (source / TABLE_FILE).exists():
         frame, default = read_table(source / TABLE_FILE), (source / TABLE_FILE).with_suffix(".csv")
     else:
-        frame, default = collect(source, skipped), source / f"{COLLECTED_FILE}.csv"
-    for reason in skipped:
-        print(f"warning: left out: {reason}", file=sys.stderr)
+        frame, default = collect_with_warnings(source), source / f"{COLLECTED_FILE}.csv"
     out = Path(args.out) if args.out else default
     write_table(out, frame)
     print(f"{out}: {len(frame)} rows")
