@@ -1,5 +1,6 @@
 # `make demo`: a small comparative sweep and its figures. `make test`: the test suite.
-# Both create .venv and install what they need first (torch 2.13.0, CPU, where none is present).
+# Both create .venv and install what they need first (torch 2.13.0 where none is present), then the
+# project itself, editable: `.venv/bin/nas-harness` and `import harness` work from any folder.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ BENCHMARK ?= nasbench101
 DATA ?= data
 OUT ?= results/demo
 
-.PHONY: demo test lint venv
+.PHONY: demo test lint venv example
 
 venv: $(STAMP)
 
@@ -17,6 +18,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 demo: $(STAMP)
@@ -24,6 +26,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+example: $(STAMP)
+	$(PY) examples/notebook_session.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from benchmarks.errors import MissingFileError
@@ -23,4 +24,4 @@ def load_benchmark(benchmark: str | Path) -> NASBench101:
             f"NAS-Bench-101 table {path} not found. Download it with `python -m harness fetch nasbench101 "
             f"--dest {path.parent}`, or opt into made-up accuracies with `--benchmark synthetic`."
         )
-    return NASBench101.load(path)
+    return NASBench101.load(path, progress=sys.stderr.isatty())  # a bar while a .tfrecord is converted (first use)

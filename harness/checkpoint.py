@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ import torch
 from benchmarks.cache import atomic_write
 from benchmarks.errors import HarnessError
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+"""2: rows numbered by epochs completed, with the rows and records written so far."""
 
 
 class CheckpointError(HarnessError):
@@ -38,17 +40,31 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: Path, digest: str, epoch: int, model: torch.nn.Module, optimizer_state: dict) -> None:
-    """Write the state after epoch `epoch` (0-based) atomically."""
+def save_checkpoint(
+    path: Path,
+    digest: str,
+    epochs_completed: int,
+    model: torch.nn.Module,
+    optimizer_state: dict,
+    records: dict[str, list[dict[str, Any]]],
+    stop: dict[str, Any] | None = None,
+) -> None:
+    """Write the state after `epochs_completed` epochs atomically, with `records` (the table's
+    rows so far under "rows", and the other per-row records: plain Python values only) and the
+    optimizer's early stop, if it asked for one."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "config_digest": digest,
-        "epoch": epoch,
+        "epochs_completed": epochs_completed,
         "model": model.state_dict(),
         "optimizer": optimizer_state,
         "rng": rng_state(),
+        "records": records,
+        "stop": stop,
     }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)  # in memory first: a full disk then fails the file write with ENOSPC
+    atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
 def load_checkpoint(path: Path, digest: str) -> dict[str, Any]:
@@ -61,6 +77,11 @@ def load_checkpoint(path: Path, digest: str) -> dict[str, Any]:
             f"checkpoint {path} cannot be read ({type(err).__name__}: {err}). It was left as it is: "
             "restore it, or delete it to restart this run from epoch 0."
         ) from err
+    if isinstance(payload, dict) and payload.get("format") == 1:
+        raise CheckpointError(
+            f"checkpoint {path} was written by an older harness (format 1, before row 0 was added): its table "
+            "stays readable, but the search cannot go on; start it again with another --out"
+        )
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {path} is not a harness checkpoint of format {CHECKPOINT_FORMAT}")
     if payload["config_digest"] != digest:

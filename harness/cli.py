@@ -9,6 +9,7 @@ import sys
 
 from benchmarks.errors import HarnessError
 from harness import commands
+from harness.storage import is_storage_error, storage_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse `argv` and run the verb; a `HarnessError` prints as one line and exits with 2."""
+    """Parse `argv` and run the verb; a `HarnessError`, or a write that fails for want of space or
+    permission (`harness.storage`), prints as one line and exits with 2."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
@@ -36,3 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         sys.stderr.close()
         return 1
+    except OSError as err:
+        if not is_storage_error(err):
+            raise
+        print(f"error: {storage_error(err)}", file=sys.stderr)
+        return 2

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from benchmarks.errors import HarnessError
+from benchmarks.errors import HarnessError, UnknownNameError
 from benchmarks.nasbench1shot1 import Mixing, OneShotModel, get_search_space
 from harness.config import RunConfig
 from harness.cuda_graphs import GraphedCall
@@ -48,8 +48,36 @@ def build_model(config: RunConfig, optimizer_class: type, device: torch.device) 
 def search_data(
     config: RunConfig, batch_size: int, device: torch.device, images: np.ndarray, labels: np.ndarray
 ) -> SearchData:
-    """The run's search-train/search-valid batches from CIFAR-10 arrays (N, 3, 32, 32) uint8, (N,)."""
-    return SearchData(images, labels, batch_size, config.seed, device, memory_format=memory_format(config, device))
+    """The run's search-train/search-valid batches from CIFAR-10 arrays (N, 3, 32, 32) uint8, (N,).
+
+    The split and the normalisation are the optimizer's (`train_portion`, `normalization` of its
+    Config: ENAS's differ); cutout is the run's (`cutout`, `cutout_length`, `cutout_prob`)."""
+    options = _optimizer_options(config)
+    return SearchData(
+        images,
+        labels,
+        batch_size,
+        config.seed,
+        device,
+        memory_format=memory_format(config, device),
+        train_portion=getattr(options, "train_portion", 0.5),
+        normalization=getattr(options, "normalization", "cifar10"),
+        cutout_length=config.cutout_length if config.cutout else 0,
+        cutout_prob=config.cutout_prob,
+        epochs=config.epochs,
+    )
+
+
+def _optimizer_options(config: RunConfig) -> object | None:
+    """The run's optimizer Config (None if the optimizer is not registered)."""
+    import optimizers
+    from harness.config import optimizer_config
+
+    try:
+        optimizer_class = optimizers.get(config.optimizer)
+    except UnknownNameError:  # the runner reports it; the data take the defaults
+        return None
+    return optimizer_config(config, optimizer_class.Config)
 
 
 def inference(model: OneShotModel, mixing: Mixing, graphs: bool) -> Callable[[Tensor], Tensor]:

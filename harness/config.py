@@ -7,7 +7,9 @@ configuration (this dataclass and the optimizer's own `Config`) is written besid
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import math
 import re
 import types
 import typing
@@ -19,8 +21,20 @@ from benchmarks.errors import HarnessError, UnknownNameError
 from benchmarks.nasbench1shot1.reference import REFERENCE_BN_MOMENTUM
 
 DEFAULT_BENCHMARK = "data/nasbench_only108.tfrecord"
-NOT_SETTABLE = ("optimizer", "space", "seed", "preset", "plugins", "optimizer_options")
+NOT_SETTABLE = ("optimizer", "space", "seed", "preset", "plugins", "optimizer_options", "variant", "threads")
 """RunConfig fields `--set` may not change: they have options of their own."""
+HESSIAN_DATA = ("last", "fresh")
+VARIANT_NAME = re.compile(r"[a-z0-9][a-z0-9_.+=-]*")
+"""Variant names: lower case, usable in a folder name."""
+
+
+def check_variant_name(name: str) -> str:
+    """`name` if it can name a variant (and a folder), else a ValueError saying what can."""
+    if not VARIANT_NAME.fullmatch(name):
+        raise ValueError(
+            f"variant name {name!r} must be lower case letters, digits and . _ + = - (starting with a letter or digit)"
+        )
+    return name
 
 
 class SettingError(HarnessError, ValueError):
@@ -35,9 +49,22 @@ class RunConfig:
     benchmark: a NAS-Bench-101 .tfrecord or cache file, or "synthetic";
     data_limit: use only the first N CIFAR-10 training images (None: all 50,000);
     valid_batches: batches of the supernet validation pass per epoch (None: all of search-valid);
-    hessian_batches: search-valid batches the Hessian is averaged over (1 = the reference);
+    threads: PyTorch intra-op CPU threads (None: the cores free to this process, shared among the
+    runs of a sweep; see harness/run_log.py); not part of the run's identity;
+    variant: the name of a configured variant of the optimizer ("" for none): part of the run
+    directory's name and the table's `variant` column (see optimizers/variants.py);
+    hessian_data: which search-valid images the Hessian is taken on: "last" (the reference: the
+    last search-valid batch of the epoch's training loop, 25,000 mod 96 = 40 images at the
+    paper's sizes; before training, the last one of epoch 0's loop) or "fresh" (`hessian_batches`
+    full batches drawn for the epoch, the Hessian averaged over them);
+    hessian_batches: with hessian_data="fresh", how many batches (1 = one full batch);
+    cutout, cutout_length, cutout_prob: the reference option `--cutout` (off by default, as there):
+    a cutout_length square cut out of every augmented image (search-train and search-valid
+    alike) with probability cutout_prob * epoch / (epochs - 1), rising linearly over the run
+    (optimizers/darts/utils.py `Cutout` and train_search.py of NAS-Bench-1Shot1);
     hessian_method: "lanczos" (the top eigenvalue from about 7-15 Hessian-vector products instead
-    of n; agrees with the full Hessian to ~1e-6), "rows" (the exact full Hessian), or the vmapped
+    of n; stops at an estimated relative error of `hessian_tolerance`, default 1e-4, well below the
+    eigenvalue's batch-to-batch spread of 17-40%), "rows" (the exact full Hessian), or the vmapped
     "forward-over-reverse" / "reverse-over-reverse" (see harness/hessian.py);
     cuda_graphs: on CUDA, replay capturable optimizer steps and the validation forward pass as
     CUDA graphs (same computation); channels_last: on CUDA, NHWC activations (same computation,
@@ -54,18 +81,25 @@ class RunConfig:
     benchmark: str = DEFAULT_BENCHMARK
     out: str = "results"
     device: str = "auto"
+    threads: int | None = None
     channels: int = 16
     cells: int = 9
     bn_momentum: float = REFERENCE_BN_MOMENTUM
     data_limit: int | None = None
     valid_batches: int | None = None
     hessian: bool = True
+    hessian_data: str = "last"
     hessian_batches: int = 1
     hessian_method: str = "lanczos"
+    hessian_tolerance: float = 1e-4
+    cutout: bool = False
+    cutout_length: int = 16
+    cutout_prob: float = 1.0
     cuda_graphs: bool = True
     channels_last: bool = True
     plugins: list[str] = field(default_factory=list)
     optimizer_options: dict[str, Any] = field(default_factory=dict)
+    variant: str = ""
 
     def __post_init__(self) -> None:
         from harness.hessian import METHODS
@@ -77,11 +111,30 @@ class RunConfig:
         ]
         problems += [
             f"{name}={getattr(self, name)!r} must be None or at least 1"
-            for name in ("data_limit", "valid_batches")
+            for name in ("data_limit", "valid_batches", "threads")
             if getattr(self, name) is not None and getattr(self, name) < 1
         ]
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             problems.append(f"device={self.device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+        if self.hessian_data not in HESSIAN_DATA:
+            problems.append(f"hessian_data={self.hessian_data!r} is not one of {', '.join(HESSIAN_DATA)}")
+        elif self.hessian_data == "last" and self.hessian_batches != 1:
+            problems.append(
+                f"hessian_batches={self.hessian_batches} needs hessian_data=fresh "
+                "(the reference's last batch is one batch)"
+            )
+        if self.variant:
+            try:
+                check_variant_name(self.variant)
+            except ValueError as err:
+                problems.append(str(err))
+        problems += [
+            f"{f.name}={getattr(self, f.name)!r} must be a finite number"
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name))
+        ]
+        if not 0 < self.hessian_tolerance < 1:
+            problems.append(f"hessian_tolerance={self.hessian_tolerance!r} must be in (0, 1)")
         if self.hessian_method not in METHODS:
             problems.append(f"hessian_method={self.hessian_method!r} is not one of {', '.join(METHODS)}")
         if problems:
@@ -89,7 +142,14 @@ class RunConfig:
 
     @property
     def run_name(self) -> str:
-        return f"{self.optimizer}-s{self.space}-seed{self.seed}"
+        """The run directory's name: optimizer[-variant]-sSPACE-seedSEED."""
+        variant = f"-{self.variant}" if self.variant else ""
+        return f"{self.optimizer}{variant}-s{self.space}-seed{self.seed}"
+
+    @property
+    def variant_label(self) -> str:
+        """The table's `variant` column: the variant's name, else the optimizer's."""
+        return self.variant or self.optimizer
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -107,12 +167,40 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def make_config(optimizer: str, space: int, seed: int = 0, preset: str = "paper", **overrides: Any) -> RunConfig:
-    """A RunConfig from a preset, then `overrides` (None values are ignored)."""
+    """A RunConfig from a preset, then a registered variant's settings (when `variant` names one;
+    it must configure `optimizer`), then `overrides` (None values are ignored)."""
     if preset not in PRESETS:
         raise UnknownNameError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
     values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
     options = {**PRESETS[preset].get("optimizer_options", {}), **values.pop("optimizer_options", {})}
-    return RunConfig(optimizer=optimizer, space=space, seed=seed, preset=preset, optimizer_options=options, **values)
+    config = RunConfig(optimizer=optimizer, space=space, seed=seed, preset=preset, optimizer_options=options, **values)
+    return with_registered_variant(config) if config.variant else config
+
+
+def with_registered_variant(config: RunConfig) -> RunConfig:
+    """`config` with the settings of the registered variant it names applied under its own
+    (`optimizer_options` and RunConfig fields already set win); unchanged for a user-named one."""
+    import optimizers
+
+    registered = optimizers.registered_variant(config.variant)
+    if registered is None:
+        return config
+    if registered.optimizer != config.optimizer:
+        raise SettingError(
+            f"variant {config.variant!r} configures {registered.optimizer}, not {config.optimizer}: "
+            "drop --optimizer or pick another"
+        )
+    option_class = optimizers.get(config.optimizer).Config
+    defaults = apply_settings(
+        dataclasses.replace(config, optimizer_options={}),
+        {key: str(value) for key, value in registered.settings.items()},
+        [option_class],
+    )
+    run_fields = {f.name for f in dataclasses.fields(RunConfig)}
+    changed = {k: getattr(defaults, k) for k in registered.settings if k in run_fields}
+    return dataclasses.replace(
+        config, optimizer_options={**defaults.optimizer_options, **config.optimizer_options}, **changed
+    )
 
 
 def parse_assignments(assignments: list[str] | None) -> dict[str, str]:
@@ -142,6 +230,8 @@ def coerce(value: Any, annotation: Any) -> Any:
         if value.lower() in ("0", "false", "no", "off"):
             return False
         raise ValueError(f"expected a boolean, got {value!r}")
+    if annotation is float and not math.isfinite(float(value)):
+        raise ValueError(f"{value!r} is not a finite number")
     if annotation in (int, float, str):
         return annotation(value)
     return json.loads(value)
@@ -158,8 +248,10 @@ def apply_settings(config: RunConfig, settings: dict[str, str], option_classes: 
     changes = {}
     for key, value in settings.items():
         if key not in run_hints and key not in option_hints:
-            settable = ", ".join(sorted({*run_hints, *option_hints}))
-            raise UnknownNameError(f"unknown setting {key!r}; settable: {settable}")
+            settable = sorted({*run_hints, *option_hints})
+            near = difflib.get_close_matches(key, settable, n=3)
+            hint = f"did you mean {' or '.join(near)}? " if near else ""
+            raise UnknownNameError(f"unknown setting {key!r}; {hint}settable: {', '.join(settable)}")
         hint = run_hints.get(key, option_hints.get(key))
         try:
             converted = coerce(value, hint)

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
+from benchmarks.cache import naming
 from benchmarks.errors import DataFileError, HarnessError
 
 _NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
@@ -126,6 +127,9 @@ def _transfer(
             ) as bar,
         ):
             while chunk := response.read(chunk_size):
-                f.write(chunk)
+                try:
+                    f.write(chunk)
+                except OSError as err:  # a full disk: name the file (network errors come from read)
+                    raise naming(err, part) from err
                 bar.update(len(chunk))
     return total if total is not None else part.stat().st_size

@@ -7,7 +7,17 @@ from typing import Any
 
 from harness.config import RunConfig, optimizer_config
 
-IDENTITY_EXCLUDED = ("out", "data", "device", "plugins", "cuda_graphs", "channels_last", "hessian_method")
+IDENTITY_EXCLUDED = (
+    "out",
+    "data",
+    "device",
+    "plugins",
+    "cuda_graphs",
+    "channels_last",
+    "hessian_method",
+    "hessian_tolerance",
+    "threads",
+)
 """RunConfig fields that may change between a run and its resumption: where things are, and how
 (not what) is computed."""
 

@@ -7,6 +7,7 @@ so a killed run never leaves a stale lock behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import time
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from typing import IO
 from benchmarks.errors import HarnessError
 
 POLL_SECONDS = 1.0
+READ_ONLY = (errno.EROFS, errno.EACCES)
+"""Errors opening a lock file on storage this process cannot write (then no lock is taken)."""
 
 
 def try_lock(path: Path) -> IO[str] | None:
@@ -35,7 +38,8 @@ def try_lock(path: Path) -> IO[str] | None:
 @contextlib.contextmanager
 def hold_lock(path: Path, wait: bool, what: str) -> Iterator[None]:
     """Hold the lock on `path` for the duration. If another process holds it: wait for it when
-    `wait`, else raise a HarnessError naming `what` is busy."""
+    `wait`, else raise a HarnessError naming `what` is busy. On read-only storage (or one this
+    process may not write) no lock is taken: no process can write there, and reading needs none."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -44,9 +48,16 @@ def hold_lock(path: Path, wait: bool, what: str) -> Iterator[None]:
             f"cannot create the folder {path.parent}: {blocking or 'a part of that path'} is not a folder; "
             "choose another --out (or move that file)"
         ) from None
-    while (handle := try_lock(path)) is None:
+    try:
+        handle = try_lock(path)
+    except OSError as err:
+        if err.errno not in READ_ONLY:
+            raise
+        handle = contextlib.nullcontext()  # storage this process cannot write: reading goes on unlocked
+    while handle is None:
         if not wait:
             raise HarnessError(f"{what} is in use by another process (lock {path}); wait for it to finish or stop it")
         time.sleep(POLL_SECONDS)
+        handle = try_lock(path)
     with handle:
         yield

@@ -1,8 +1,10 @@
 """On-disk results of a run: the tidy per-epoch table, the status file, the resolved config.
 
-A run directory holds `config.json`, `epochs.parquet` (one row per completed epoch, rewritten
-atomically after each), `status.json` and `checkpoint.pt`. The schema is documented in
-docs/results.md; `schema_version` is stored in every row so readers can adapt.
+A run directory holds `config.json`, `epochs.parquet` (row k = after k epochs, rewritten
+atomically after each), `alphas.parquet`, `samples.parquet` (when the optimizer keeps records),
+`status.json` and `checkpoint.pt`. The columns are declared by the measurements
+(`harness.measurements`) and documented in docs/results.md; `schema_version` is stored in every
+row, and `read_table` reads every older version as the current one (`harness.schema`).
 """
 
 from __future__ import annotations
@@ -16,38 +18,19 @@ import pandas as pd
 
 from benchmarks.cache import atomic_write
 from benchmarks.errors import DataFileError, MissingFileError
+from harness.schema import RUN_KEY, upgrade_table
 
-SCHEMA_VERSION = 1
 CONFIG_FILE = "config.json"
 TABLE_FILE = "epochs.parquet"
+ALPHAS_FILE = "alphas.parquet"
+"""Every row's architecture parameters, tidy: epoch, tensor, row, column, value."""
+SAMPLES_FILE = "samples.parquet"
+"""Per-epoch records of the optimizer's own (e.g. ENAS's and random WS's sample scores)."""
 STATUS_FILE = "status.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 LOCK_FILE = ".lock"
 """Locked (flock) by the process running the run."""
 COLLECTED_FILE = "all_epochs"
-
-COLUMNS: dict[str, str] = {
-    "run": "string",
-    "optimizer": "string",
-    "space": "int64",
-    "seed": "int64",
-    "epoch": "int64",
-    "benchmark": "string",
-    "arch_hash": "string",
-    "test_error": "float64",
-    "test_error_std": "float64",
-    "valid_error": "float64",
-    "regret": "float64",
-    "params": "int64",
-    "hessian_eigenvalue": "float64",
-    "train_loss": "float64",
-    "train_accuracy": "float64",
-    "valid_loss": "float64",
-    "valid_accuracy": "float64",
-    "epoch_seconds": "float64",
-    "hessian_seconds": "float64",
-    "schema_version": "int64",
-}
 TIMING_COLUMNS = ("epoch_seconds", "hessian_seconds")
 
 
@@ -66,10 +49,12 @@ def read_json(path: Path) -> dict[str, Any]:
         raise DataFileError(f"{path} is not valid JSON ({err}); delete it or restore it") from err
 
 
-def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows -> a table with the documented columns and dtypes, in order."""
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    return frame.astype(COLUMNS)
+def to_frame(rows: list[dict[str, Any]], dtypes: dict[str, str] | None = None) -> pd.DataFrame:
+    """Rows -> a table with the columns of `dtypes` (name -> pandas dtype), in that order; without
+    `dtypes`, the rows' own columns and inferred types."""
+    if dtypes is None:
+        return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(dtypes)).astype(dtypes)
 
 
 def write_table(path: Path, frame: pd.DataFrame) -> None:
@@ -86,9 +71,14 @@ def read_table(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise MissingFileError(f"results table {path} does not exist")
     try:
-        return pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+        frame = (
+            pd.read_csv(path, dtype={"arch_hash": str, "arch_matrix": str})
+            if path.suffix.lower() == ".csv"
+            else pd.read_parquet(path)
+        )
     except Exception as err:
         raise DataFileError(f"results table {path} cannot be read ({err}); it may be corrupt") from err
+    return upgrade_table(frame)
 
 
 def write_status(run_dir: Path, state: str, epochs_completed: int, epochs: int, **details: Any) -> None:
@@ -100,8 +90,11 @@ def write_status(run_dir: Path, state: str, epochs_completed: int, epochs: int, 
 
 
 def is_complete(status: dict[str, Any] | None, epochs: int) -> bool:
-    """Whether a run's status says it finished all of `epochs` (then it is not run again)."""
-    return bool(status) and status.get("state") == "completed" and status.get("epochs_completed") == epochs
+    """Whether a run's status says it finished (then it is not run again): all of `epochs`, or
+    fewer when the optimizer stopped the search early (`stop` in the status)."""
+    if not status or status.get("state") != "completed":
+        return False
+    return status.get("epochs_completed") == epochs or bool(status.get("stop"))
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:
@@ -131,4 +124,4 @@ def collect(results_dir: Path, skipped: list[str] | None = None) -> pd.DataFrame
             skipped.append(str(err))
     if not frames:
         raise MissingFileError(f"no run tables ({TABLE_FILE}) under {results_dir}")
-    return pd.concat(frames, ignore_index=True).sort_values(["space", "optimizer", "seed", "epoch"], ignore_index=True)
+    return pd.concat(frames, ignore_index=True).sort_values([*RUN_KEY, "epoch"], ignore_index=True)

@@ -1,6 +1,9 @@
-"""One search run = one (optimizer, space, seed): train, and after every epoch discretize,
-look up the architecture in NAS-Bench-101, compute the Hessian's dominant eigenvalue, and append
-one row to the run's tidy table. Checkpoints at every epoch end; a second call resumes."""
+"""One search run = one (optimizer[, variant], space, seed): measure the state before training
+(row 0), then train, and after every epoch measure row k = after k epochs (the registered
+measurements: the discretized architecture looked up in NAS-Bench-101, the supernet's validation,
+the Hessian's dominant eigenvalue, timings, and the optimizer's own columns), let the optimizer
+observe it (it may stop the search), and write the table, the alphas and a checkpoint. A second
+call resumes."""
 
 from __future__ import annotations
 
@@ -12,28 +15,31 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
 import optimizers
-from benchmarks.errors import HarnessError, OutOfDomainError
+from benchmarks.errors import HarnessError
 from benchmarks.nasbench1shot1 import get_search_space
 from benchmarks.nasbench101 import NASBench101
 from harness.benchmark import load_benchmark
 from harness.checkpoint import config_digest, load_checkpoint, save_checkpoint, set_rng_state
-from harness.components import build_model, inference, resolve_device, search_data, use_cuda_graphs
+from harness.cifar10_files import data_fingerprint
+from harness.components import build_model, resolve_device, search_data, use_cuda_graphs
 from harness.config import RunConfig, SettingError, optimizer_config
 from harness.cuda_graphs import GraphedStep
 from harness.data import SearchData, ensure_cifar10, read_cifar10_train
-from harness.hessian import architecture_eigenpair, dominant_eigenvalue
 from harness.identity import identity_differences, resolved_config, run_identity
 from harness.locks import hold_lock
+from harness.measurements import EpochContext, RunFailed, TrainingStats, measurements
+from harness.records import ALPHA_COLUMNS, alpha_records, plain
+from harness.recovery import check_same_data, recover_run_directory, table_dtypes
 from harness.results import (
+    ALPHAS_FILE,
     CHECKPOINT_FILE,
     CONFIG_FILE,
     LOCK_FILE,
-    SCHEMA_VERSION,
+    SAMPLES_FILE,
     TABLE_FILE,
     is_complete,
     read_json,
@@ -44,10 +50,12 @@ from harness.results import (
     write_status,
     write_table,
 )
+from harness.run_log import device_name, finished_line, run_logging, set_threads, threads_line
+from harness.signals import sigterm_as_interrupt
+from harness.storage import record_failure
+from optimizers.base import Batch
 
-
-class RunFailed(HarnessError):
-    """The run stopped on a non-finite loss or an architecture that cannot be evaluated."""
+__all__ = ["RunFailed", "SearchRun", "run_search"]
 
 
 class EpochValidation:
@@ -91,14 +99,15 @@ class SearchRun:
             existing = read_json(config_path)
             old = run_identity(existing.get("resolved", {}), self.optimizer_class)
             differences = identity_differences(old, self.identity)
-            started = (self.run_dir / CHECKPOINT_FILE).exists() or (self.run_dir / TABLE_FILE).exists()
             if not differences:
                 self.digest = existing.get("config_digest", self.digest)
-            elif not started:
+            elif not self._trained():
                 self.log(
                     f"{self.run_dir}: no epoch was completed; starting over with the new configuration "
                     f"({'; '.join(differences)})"
                 )
+                for name in (CHECKPOINT_FILE, TABLE_FILE, ALPHAS_FILE, SAMPLES_FILE):
+                    (self.run_dir / name).unlink(missing_ok=True)
             else:
                 raise HarnessError(
                     f"{self.run_dir} holds a run with a different configuration ({'; '.join(differences)}). "
@@ -106,38 +115,64 @@ class SearchRun:
                 )
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
+    def _trained(self) -> bool:
+        """Whether the directory holds a trained epoch (its table has a row after epoch 0; an
+        unreadable table counts as trained when a checkpoint exists)."""
+        table = self.run_dir / TABLE_FILE
+        if not table.exists():
+            return False
+        try:
+            return bool((read_table(table)["epoch"] >= 1).any())
+        except HarnessError:
+            return (self.run_dir / CHECKPOINT_FILE).exists()
+
     def execute(self) -> Path:
         """Run the search to its last epoch (resuming if possible); returns the run directory.
 
         Holds the run directory's lock throughout (waits for another process holding it when
         `wait`, else fails). Any error, or an interrupt, is recorded in status.json.
         """
-        with hold_lock(self.run_dir / LOCK_FILE, self.wait, f"run directory {self.run_dir}"):
+        with hold_lock(self.run_dir / LOCK_FILE, self.wait, f"run directory {self.run_dir}"), sigterm_as_interrupt():
             self.prepare_directory()
-            status = read_status(self.run_dir) or {}
-            epochs = self.config.epochs
-            if is_complete(status, epochs):
-                self.log(f"{self.config.run_name}: already complete ({epochs} epochs), nothing to do")
-                return self.run_dir
-            self.epochs_done = status.get("epochs_completed", 0)
-            try:
-                self._search()
-            except KeyboardInterrupt:
-                write_status(
-                    self.run_dir,
-                    "interrupted",
-                    self.epochs_done,
-                    epochs,
-                    error="interrupted; run the same command again to resume",
-                )
-                raise
-            except Exception as err:
-                reason = str(err) if isinstance(err, HarnessError) else f"{type(err).__name__}: {err}"
-                write_status(
-                    self.run_dir, "failed", self.epochs_done, epochs, failed_epoch=self.epochs_done, error=reason
-                )
-                raise
+            recover_run_directory(self.run_dir, table_dtypes(self.optimizer_class), self.log)
+            with run_logging(self.run_dir, self.log) as self.log:
+                threads = set_threads(self.config.threads)
+                self.log(threads_line(self.config.run_name, threads, chosen=self.config.threads is not None))
+                self._execute()
+                self.log(finished_line(self.run_dir))
         return self.run_dir
+
+    def _execute(self) -> None:
+        """Run or resume the search, recording any error or interrupt in status.json."""
+        status = read_status(self.run_dir) or {}
+        epochs = self.config.epochs
+        if is_complete(status, epochs):
+            done = status["epochs_completed"]
+            stopped = f", stopped early: {status['stop']['reason']}" if status.get("stop") else ""
+            self.log(f"{self.config.run_name}: already complete ({done} of {epochs} epochs{stopped}), nothing to do")
+            return
+        self.epochs_done = status.get("epochs_completed", 0)
+        try:
+            self._search()
+        except KeyboardInterrupt:
+            write_status(
+                self.run_dir,
+                "interrupted",
+                self.epochs_done,
+                epochs,
+                error="interrupted; run the same command again to resume",
+            )
+            raise
+        except Exception as err:
+            failure = record_failure(
+                err,
+                lambda reason: write_status(
+                    self.run_dir, "failed", self.epochs_done, epochs, failed_epoch=self.epochs_done, error=reason
+                ),
+            )
+            if failure is err:
+                raise
+            raise failure from err
 
     def _search(self) -> None:
         epochs = self.config.epochs
@@ -149,19 +184,20 @@ class SearchRun:
         model = build_model(self.config, self.optimizer_class, device)
         optimizer = self.optimizer_class(self.space, model, optimizer_config(self.config, self.optimizer_class.Config))
         write_json(self.run_dir / CONFIG_FILE, self._description(table, best_test, best_valid, data, device))
-        start, rows = self._resume(model, optimizer)
-        self.epochs_done = start
-        graphed = None
-        if use_cuda_graphs(self.config, device) and optimizer.capturable:
-            graphed = GraphedStep(optimizer)
-        write_status(self.run_dir, "running" if start < epochs else "completed", start, epochs)
-        for epoch in range(start, epochs):
-            rows.append(self._epoch(epoch, data, model, optimizer, graphed, table, best_test))
-            write_table(self.run_dir / TABLE_FILE, to_frame(rows))
-            save_checkpoint(self.run_dir / CHECKPOINT_FILE, self.digest, epoch, model, optimizer.state_dict())
+        search = _Search(self, data, model, optimizer, table, best_test)
+        records, stop = self._resume(model, optimizer)
+        search.records = records
+        if not records["rows"]:
+            stop = search.measure_row(0, time.perf_counter(), None, lambda: _last_valid_batch(data, 0))
+        self.epochs_done = search.epochs_done
+        write_status(self.run_dir, "running", self.epochs_done, epochs)
+        for epoch in range(self.epochs_done, epochs):
+            if stop is not None:
+                break
+            stop = search.train_and_measure(epoch)
             self.epochs_done = epoch + 1
-            write_status(self.run_dir, "running" if epoch + 1 < epochs else "completed", epoch + 1, epochs)
-            self.log(self._summary(rows[-1]))
+        details = {"stop": stop} if stop is not None else {}
+        write_status(self.run_dir, "completed", self.epochs_done, epochs, **details)
 
     def _rerun_hint(self, epoch: int) -> str:
         """Where a run with other settings can go after a failure in `epoch`."""
@@ -202,13 +238,14 @@ class SearchRun:
                 "torch": torch.__version__,
                 "python": platform.python_version(),
                 "device": str(device),
-                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+                "device_name": device_name(device),
                 "torch_threads": torch.get_num_threads(),
             },
             "data": {
                 "search_train": len(data.train),
                 "search_valid": len(data.valid),
                 "steps_per_epoch": data.steps_per_epoch,
+                "fingerprint": self.data_fingerprint,
             },
         }
 
@@ -216,9 +253,12 @@ class SearchRun:
         images, labels = read_cifar10_train(ensure_cifar10(self.config.data))
         if self.config.data_limit:
             images, labels = images[: self.config.data_limit], labels[: self.config.data_limit]
+        self.data_fingerprint = data_fingerprint(images, labels)
+        check_same_data(self.run_dir, self.data_fingerprint)
         batch_size = optimizer_config(self.config, self.optimizer_class.Config).batch_size
         data = search_data(self.config, batch_size, device, images, labels)
-        if self.config.hessian and self.config.hessian_batches * batch_size > len(data.valid):
+        fresh = self.config.hessian and self.config.hessian_data == "fresh"
+        if fresh and self.config.hessian_batches * batch_size > len(data.valid):
             raise SettingError(
                 f"hessian_batches={self.config.hessian_batches} batches of {batch_size} need "
                 f"{self.config.hessian_batches * batch_size} search-valid images, but there are {len(data.valid)}; "
@@ -226,56 +266,98 @@ class SearchRun:
             )
         return data
 
-    def _resume(self, model: torch.nn.Module, optimizer: optimizers.SearchOptimizer) -> tuple[int, list[dict]]:
-        """Load the checkpoint if there is one: (first epoch to run, rows of the epochs before)."""
+    def _resume(
+        self, model: torch.nn.Module, optimizer: optimizers.SearchOptimizer
+    ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any] | None]:
+        """Load the checkpoint if there is one: (the records written so far, the early stop if the
+        optimizer asked for one); else empty records."""
         path = self.run_dir / CHECKPOINT_FILE
         if not path.exists():
-            return 0, []
+            return {"rows": [], "alphas": [], "samples": []}, None
         state = load_checkpoint(path, self.digest)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
-        start = state["epoch"] + 1
-        rows = []
-        if (self.run_dir / TABLE_FILE).exists():
-            frame = read_table(self.run_dir / TABLE_FILE)
-            rows = frame[frame["epoch"] < start].to_dict("records")
-        if len(rows) != start:
-            raise HarnessError(
-                f"{self.run_dir / TABLE_FILE} has {len(rows)} rows before epoch {start} but the checkpoint is at "
-                f"epoch {start}; delete the run directory to start over"
-            )
-        self.log(f"{self.config.run_name}: resuming after epoch {start - 1} of {self.config.epochs}")
-        return start, rows
+        done = state["epochs_completed"]
+        if done < self.config.epochs and state["stop"] is None:
+            self.log(f"{self.config.run_name}: resuming after epoch {done} of {self.config.epochs}")
+        return state["records"], state["stop"]
 
-    def _epoch(
+    def _summary(self, row: dict) -> str:
+        eigen = "n/a" if row["hessian_eigenvalue"] != row["hessian_eigenvalue"] else f"{row['hessian_eigenvalue']:.4g}"
+        train = (
+            "before training"
+            if row["epoch"] == 0
+            else f"train loss {row['train_loss']:.3f} acc {row['train_accuracy']:.1%}"
+        )
+        return (
+            f"{row['run']} | epoch {row['epoch']}/{self.config.epochs} | test error {row['test_error']:.4f} "
+            f"(regret {row['regret']:.4f}) | Hessian eig {eigen} | {train} | supernet valid acc "
+            f"{row['supernet_valid_accuracy']:.1%} | {row['epoch_seconds']:.1f} s + "
+            f"{row['hessian_seconds']:.1f} s Hessian"
+            + (f" | stopped: {row['stop_reason']}" if row["stop_reason"] else "")
+        )
+
+
+def _last_valid_batch(data: SearchData, epoch: int) -> Batch:
+    """The last search-valid batch of epoch `epoch`'s training loop (its data streams are
+    functions of (seed, epoch): drawing it changes nothing else)."""
+    *_, (_, valid_batch) = data.epoch(epoch)
+    return valid_batch
+
+
+class _Search:
+    """The objects of one search and its records; trains epochs, measures rows, writes them."""
+
+    def __init__(
         self,
-        epoch: int,
+        run: SearchRun,
         data: SearchData,
         model: torch.nn.Module,
         optimizer: optimizers.SearchOptimizer,
-        graphed: GraphedStep | None,
         table: NASBench101,
         best_test: float,
-    ) -> dict:
-        device = data.device
+    ):
+        self.run, self.config = run, run.config
+        self.data, self.model, self.optimizer, self.table, self.best_test = data, model, optimizer, table, best_test
+        self.graphs = use_cuda_graphs(self.config, data.device)
+        self.graphed = GraphedStep(optimizer) if self.graphs and optimizer.capturable else None
+        self.measurements = measurements()
+        self.dtypes = table_dtypes(type(optimizer))
+        self.records: dict[str, list[dict[str, Any]]] = {"rows": [], "alphas": [], "samples": []}
+
+    @property
+    def epochs_done(self) -> int:
+        return self.records["rows"][-1]["epoch"] if self.records["rows"] else 0
+
+    def train_and_measure(self, epoch: int) -> dict[str, Any] | None:
+        """Train epoch `epoch` (0-based), then measure and write row epoch + 1; returns the early
+        stop the optimizer asked for, if any."""
         started = time.perf_counter()
+        training, last_batch = self._train(epoch)
+        self.optimizer.end_epoch(EpochValidation(self.data, epoch, self.config.valid_batches))
+        return self.measure_row(epoch + 1, started, training, lambda: last_batch)
+
+    def _train(self, epoch: int) -> tuple[TrainingStats, Batch]:
+        """One epoch of search steps: its statistics and its last search-valid batch."""
+        data, optimizer = self.data, self.optimizer
         optimizer.new_epoch(epoch, self.config.epochs)
         step_fn = optimizer.step
-        if graphed is not None:
-            graphed.reset()
-            step_fn = graphed
-        model.train()
-        losses = torch.zeros(data.steps_per_epoch, device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
+        if self.graphed is not None:
+            self.graphed.reset()
+            step_fn = self.graphed
+        self.model.train()
+        losses = torch.zeros(data.steps_per_epoch, device=data.device)
+        correct = torch.zeros((), device=data.device, dtype=torch.long)
         seen = 0
         bar = tqdm(
             total=data.steps_per_epoch,
             desc=f"{self.config.run_name} epoch {epoch + 1}/{self.config.epochs}",
             leave=False,
-            disable=not self.progress,
+            disable=not self.run.progress,
             unit="step",
         )
+        valid_batch = None
         for step, (train_batch, valid_batch) in enumerate(data.epoch(epoch)):
             stats = step_fn(train_batch, valid_batch)
             batch = len(train_batch[1])
@@ -290,91 +372,89 @@ class SearchRun:
             raise RunFailed(
                 f"non-finite training loss ({float(losses[bad])}) at epoch {epoch}, step {bad}: the search "
                 "diverged. Lower the learning rates (e.g. --set weight_lr=... or arch_lr=...) or the gradient "
-                f"clip (grad_clip){self._rerun_hint(epoch)}"
+                f"clip (grad_clip){self.run._rerun_hint(epoch)}"
             )
-        optimizer.end_epoch(EpochValidation(data, epoch, self.config.valid_batches))
-        try:
-            spec = optimizer.discretize()
-            errors = table.mean_errors(spec)
-        except OutOfDomainError as err:
-            raise RunFailed(f"epoch {epoch}: the discretized architecture cannot be evaluated: {err}") from err
-        valid_loss, valid_accuracy = self._validate(data, model, optimizer)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        epoch_seconds = time.perf_counter() - started
-        eigenvalue, hessian_seconds = self._hessian(epoch, data, model, optimizer)
-        return {
-            "run": self.config.run_name,
-            "optimizer": self.config.optimizer,
-            "space": self.config.space,
-            "seed": self.config.seed,
-            "epoch": epoch,
-            "benchmark": table.name,
-            "arch_hash": spec.hash(),
-            "test_error": errors["test_error"],
-            "test_error_std": errors["test_error_std"],
-            "valid_error": errors["valid_error"],
-            "regret": errors["test_error"] - best_test,
-            "params": int(errors["params"]),
-            "hessian_eigenvalue": eigenvalue,
-            "train_loss": float(losses.sum()) / seen,
-            "train_accuracy": int(correct) / seen,
-            "valid_loss": valid_loss,
-            "valid_accuracy": valid_accuracy,
-            "epoch_seconds": epoch_seconds,
-            "hessian_seconds": hessian_seconds,
-            "schema_version": SCHEMA_VERSION,
-        }
+        return TrainingStats(losses.sum(), correct, seen), valid_batch
 
-    def _validate(
-        self, data: SearchData, model: torch.nn.Module, optimizer: optimizers.SearchOptimizer
-    ) -> tuple[float, float]:
-        """Supernet loss and accuracy on search-valid (eval mode, the optimizer's eval mixing)."""
-        model.eval()
-        total_loss = torch.zeros((), device=data.device)
-        correct = torch.zeros((), device=data.device, dtype=torch.long)
-        count = 0
-        with torch.no_grad():
-            forward = inference(model, optimizer.eval_mixing(), use_cuda_graphs(self.config, data.device))
-            for images, labels in itertools.islice(data.valid_batches(), self.config.valid_batches):
-                logits = forward(images)
-                total_loss += F.cross_entropy(logits, labels, reduction="sum")
-                correct += (logits.argmax(dim=1) == labels).sum()
-                count += len(labels)
-        model.train()
-        return float(total_loss) / count, int(correct) / count
-
-    def _hessian(
-        self, epoch: int, data: SearchData, model: torch.nn.Module, optimizer: optimizers.SearchOptimizer
-    ) -> tuple[float, float]:
-        """(dominant eigenvalue of the architecture Hessian + weight decay, seconds); NaN when the
-        optimizer has no architecture parameters or the Hessian is switched off. Random draws of
-        the objective (GDAS's noise) come from a forked RNG: measuring never changes training."""
-        params = optimizer.arch_parameters()
-        if not (self.config.hessian and params):
-            return float("nan"), 0.0
-        started = time.perf_counter()
-        batches = data.fixed_valid_batches(epoch, self.config.hessian_batches)
-        devices = [data.device] if data.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            objectives = [optimizer.architecture_objective(batch) for batch in batches]
-            pair = architecture_eigenpair(
-                model,
-                objectives,
-                params,
-                self.config.hessian_method,
-                graphs=use_cuda_graphs(self.config, data.device),
-            )
-        return dominant_eigenvalue(pair, optimizer.config.arch_weight_decay), time.perf_counter() - started
-
-    def _summary(self, row: dict) -> str:
-        eigen = "n/a" if row["hessian_eigenvalue"] != row["hessian_eigenvalue"] else f"{row['hessian_eigenvalue']:.4g}"
-        return (
-            f"{row['run']} | epoch {row['epoch'] + 1}/{self.config.epochs} | test error {row['test_error']:.4f} "
-            f"(regret {row['regret']:.4f}) | Hessian eig {eigen} | train loss {row['train_loss']:.3f} "
-            f"acc {row['train_accuracy']:.1%} | valid acc {row['valid_accuracy']:.1%} | "
-            f"{row['epoch_seconds']:.1f} s + {row['hessian_seconds']:.1f} s Hessian"
+    def measure_row(
+        self, epoch: int, started: float, training: TrainingStats | None, last_valid_batch: Callable[[], Batch]
+    ) -> dict[str, Any] | None:
+        """Measure row `epoch` (epochs completed), let the optimizer observe it, write the table,
+        the records and the checkpoint; returns the early stop the optimizer asked for, if any."""
+        context = EpochContext(
+            config=self.config,
+            epoch=epoch,
+            optimizer=self.optimizer,
+            model=self.model,
+            data=self.data,
+            table=self.table,
+            best_test_error=self.best_test,
+            started=started,
+            training=training,
+            last_valid_batch=_LazyBatch(last_valid_batch),
+            graphs=self.graphs,
         )
+        stages = tqdm(
+            self.measurements,
+            desc=f"{self.config.run_name} row {epoch}",
+            leave=False,
+            disable=not self.run.progress,
+            unit="measurement",
+        )
+        for measurement in stages:
+            stages.set_postfix_str(measurement.name)
+            context.values.update(measurement.measure(context))
+        declared = {k: v for k, v in self.optimizer.epoch_columns().items() if k in self.optimizer.columns}
+        row = plain({**context.values, **declared})
+        rows = self.records["rows"]
+        rows.append(row)
+        self.records["alphas"] += alpha_records(self.run.space, self.optimizer.arch_parameters(), epoch)
+        self.records["samples"] += [plain({"epoch": epoch, **r}) for r in self.optimizer.epoch_records()]
+        self.optimizer.observe(dict(row))
+        stop = self._stop(self.optimizer.should_stop(), epoch)
+        report = stop["report_epoch"] if stop else epoch
+        for earlier in rows:
+            earlier["selected"] = earlier["epoch"] == report
+        self._write(stop)
+        self.run.log(self.run._summary(row))
+        return stop
+
+    def _stop(self, request: optimizers.StopRequest | None, epoch: int) -> dict[str, Any] | None:
+        """The optimizer's stop request as recorded in status.json and the checkpoint."""
+        if request is None:
+            return None
+        report = epoch if request.report_epoch is None else request.report_epoch
+        if not 0 <= report <= epoch:
+            raise HarnessError(
+                f"{self.optimizer.name} asked to stop after row {epoch} and report row {report}, which does not exist"
+            )
+        self.records["rows"][-1]["stop_reason"] = request.reason
+        return {"epoch": epoch, "reason": request.reason, "report_epoch": report}
+
+    def _write(self, stop: dict[str, Any] | None) -> None:
+        run_dir, records = self.run.run_dir, self.records
+        write_table(run_dir / TABLE_FILE, to_frame(records["rows"], self.dtypes))
+        if records["alphas"]:
+            write_table(run_dir / ALPHAS_FILE, to_frame(records["alphas"], ALPHA_COLUMNS))
+        if records["samples"]:
+            write_table(run_dir / SAMPLES_FILE, to_frame(records["samples"]))
+        epoch = records["rows"][-1]["epoch"]
+        save_checkpoint(
+            run_dir / CHECKPOINT_FILE, self.run.digest, epoch, self.model, self.optimizer.state_dict(), records, stop
+        )
+        write_status(run_dir, "running", epoch, self.config.epochs)
+
+
+class _LazyBatch:
+    """A batch made on first use (the Hessian's, which may not be needed)."""
+
+    def __init__(self, make: Callable[[], Batch]):
+        self.make, self.batch = make, None
+
+    def __call__(self) -> Batch:
+        if self.batch is None:
+            self.batch = self.make()
+        return self.batch
 
 
 def run_search(

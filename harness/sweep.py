@@ -1,7 +1,9 @@
 """Sweeps: a grid of runs fanned out with joblib, on local processes (loky) or a Dask cluster.
 
 Finished runs are skipped, interrupted ones resume (the runner does both), and a failing run is
-recorded without stopping the others. A run whose directory is locked by another process (e.g. a
+recorded without stopping the others; its full log stays in its directory's run.log. With
+`progress`, the sweep says when each run starts and finishes, and each run's epoch lines are
+printed as they come (prefixed with the run's name). A run whose directory is locked by another process (e.g. a
 worker left running by a killed sweep) is waited for, never run twice at once. On GPUs, each
 run takes a slot (GPU, k) under a file lock, so at most `runs_per_gpu` runs share a GPU on each
 machine.
@@ -11,11 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
+import importlib.util
+import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from typing import Any
 from benchmarks.errors import HarnessError
 from harness.config import RunConfig
 from harness.locks import try_lock
+from harness.run_log import LOG_FILE, default_threads, run_logging, set_threads
 
 SLOT_POLL_SECONDS = 1.0
 
@@ -50,6 +54,8 @@ class RunOutcome:
     state: str
     detail: str = ""
     seconds: float = 0.0
+    log: str = ""
+    """The run's log file (its run.log), where a failure's full traceback is."""
 
     @property
     def ok(self) -> bool:
@@ -90,34 +96,56 @@ def _is_complete(config: RunConfig) -> bool:
         return False
 
 
-def run_one(config: dict[str, Any], gpus: Sequence[int], runs_per_gpu: int, threads: int) -> RunOutcome:
-    """Run one search in a worker; every failure becomes an outcome, never an exception."""
+def _printer(run_name: str) -> Callable[[str], None]:
+    """A worker's log function: each line prefixed with the run's name, printed at once."""
+
+    def log(line: str) -> None:
+        for piece in str(line).splitlines():
+            print(piece if piece.startswith(run_name) else f"[{run_name}] {piece}", flush=True)
+
+    return log
+
+
+def run_one(
+    config: dict[str, Any], gpus: Sequence[int], runs_per_gpu: int, threads: int, progress: bool = False
+) -> RunOutcome:
+    """Run one search in a worker; every failure becomes an outcome, never an exception.
+
+    Everything the run prints goes to its run.log (see `harness.run_log.run_logging`), and with
+    `progress` to stdout too, each line prefixed with the run's name."""
     import torch
 
     from harness.runner import run_search
 
     run_config = RunConfig(**config)
+    run_config = dataclasses.replace(run_config, threads=run_config.threads or threads)  # this run's share
+    run_dir = Path(run_config.out) / run_config.run_name
+    log_file = str(run_dir / LOG_FILE)
     started = time.perf_counter()
     previous_threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads))
+    quiet: Callable[[str], None] = lambda _: None  # noqa: E731
     try:
         was_complete = _is_complete(run_config)
-        if gpus:
-            with gpu_slot(gpus, runs_per_gpu) as device:
-                run_search(
-                    dataclasses.replace(run_config, device=device), progress=False, log=lambda _: None, wait=True
-                )
-        else:
-            run_search(run_config, progress=False, log=lambda _: None, wait=True)
+        if was_complete:
+            return RunOutcome(run_config.run_name, "skipped", "", time.perf_counter() - started)
+        with run_logging(run_dir, _printer(run_config.run_name) if progress else quiet) as log:
+            set_threads(run_config.threads)  # the sweep's first line says how many
+            log(f"{run_config.run_name}: started")
+            if gpus:
+                with gpu_slot(gpus, runs_per_gpu) as device:
+                    log(f"on {device}")
+                    run_search(dataclasses.replace(run_config, device=device), progress=False, log=log, wait=True)
+            else:
+                run_search(run_config, progress=False, log=log, wait=True)
     except HarnessError as err:
-        return RunOutcome(run_config.run_name, "failed", str(err), time.perf_counter() - started)
+        return RunOutcome(run_config.run_name, "failed", str(err), time.perf_counter() - started, log_file)
     except Exception:
         detail = traceback.format_exc(limit=4).strip().splitlines()[-1]
-        return RunOutcome(run_config.run_name, "failed", detail, time.perf_counter() - started)
+        return RunOutcome(run_config.run_name, "failed", detail, time.perf_counter() - started, log_file)
     finally:
         torch.set_num_threads(previous_threads)
     state = "skipped" if was_complete else "completed"
-    return RunOutcome(run_config.run_name, state, "", time.perf_counter() - started)
+    return RunOutcome(run_config.run_name, state, "", time.perf_counter() - started, log_file)
 
 
 def prepare_inputs(configs: Sequence[RunConfig]) -> None:
@@ -147,6 +175,48 @@ def _outcome_on_disk(config: RunConfig, reason: str) -> RunOutcome:
     return RunOutcome(config.run_name, "failed", reason)
 
 
+def check_sweep(jobs: int, runs_per_gpu: int = 1, backend: str = "loky", threads: int | None = None) -> None:
+    """Raise `HarnessError` for sweep options that cannot work (before anything is printed or run)."""
+    if backend not in ("loky", "dask"):
+        raise HarnessError(f"unknown sweep backend {backend!r}; use loky or dask")
+    if jobs < 1 or runs_per_gpu < 1:
+        raise HarnessError(f"--jobs and --runs-per-gpu must be at least 1, got {jobs} and {runs_per_gpu}")
+    if threads is not None and threads < 1:
+        raise HarnessError(f"--threads must be at least 1, got {threads}")
+    if backend == "dask" and importlib.util.find_spec("distributed") is None:
+        raise HarnessError(
+            "--backend dask needs Dask, an optional extra: pip install -e '.[dask]' in the repository "
+            "(or pip install 'dask[distributed]'); without it, use --backend loky (the default)"
+        )
+
+
+def threads_per_run(jobs: int, gpus: Sequence[int] = (), threads: int | None = None) -> int:
+    """Intra-op threads of each run of a sweep: `threads` if given, 1 with GPUs, else the cores
+    free to this process divided among the `jobs` concurrent runs (at least 1)."""
+    if threads:
+        return threads
+    return 1 if gpus else default_threads(jobs)
+
+
+class _Progress:
+    """The sweep's own lines: how many runs are done, and each run's end."""
+
+    def __init__(self, total: int, show: bool):
+        self.total, self.show, self.done, self.started = total, show, 0, time.perf_counter()
+
+    def say(self, line: str) -> None:
+        if self.show:
+            print(f"sweep: {line}", flush=True)
+
+    def finished(self, outcome: RunOutcome) -> None:
+        self.done += 1
+        what = {"completed": "finished", "skipped": "complete already", "failed": "FAILED"}.get(outcome.state)
+        detail = f": {outcome.detail}" + (f" (log: {outcome.log})" if outcome.log else "") if not outcome.ok else ""
+        elapsed = time.perf_counter() - self.started
+        self.say(f"[{self.done}/{self.total} done, {elapsed:.0f} s] {outcome.run} {what} in {outcome.seconds:.0f} s"
+                 f"{detail}")  # fmt: skip
+
+
 def run_sweep(
     configs: Sequence[RunConfig],
     jobs: int = 1,
@@ -155,36 +225,49 @@ def run_sweep(
     backend: str = "loky",
     scheduler: str | None = None,
     verbose: int = 0,
+    *,
+    threads: int | None = None,
+    progress: bool | None = None,
 ) -> list[RunOutcome]:
     """Run every configuration; returns one outcome per run, in `configs` order. Never raises
     for a run that fails, nor when the worker pool breaks (a worker killed, e.g. out of memory):
     then the runs that did not finish are reported failed, and a second call resumes them.
 
-    jobs: concurrent runs (with GPUs: at least len(gpus) * runs_per_gpu); each run gets
-    cpu_count // jobs intra-op threads (1 with GPUs), so numbers repeat for the same `jobs`.
+    jobs: concurrent runs (with GPUs: at least len(gpus) * runs_per_gpu). threads: intra-op
+    threads of each run (default `threads_per_run`: the free cores divided among the runs, 1
+    with GPUs); a config's own `threads` wins. Numbers repeat for the same thread count.
     backend 'dask' uses the cluster at `scheduler`, or a LocalCluster of `jobs` workers.
+    progress: print each run's start, epochs and end (default: when `verbose` > 0).
     """
     from joblib import Parallel, delayed, parallel_backend
 
-    if backend not in ("loky", "dask"):
-        raise HarnessError(f"unknown sweep backend {backend!r}; use loky or dask")
-    if jobs < 1 or runs_per_gpu < 1:
-        raise HarnessError(f"--jobs and --runs-per-gpu must be at least 1, got {jobs} and {runs_per_gpu}")
+    check_sweep(jobs, runs_per_gpu, backend, threads)
+    show = bool(verbose) if progress is None else progress
     run_dirs = [Path(c.out) / c.run_name for c in configs]
     repeated = sorted({str(d) for d in run_dirs if run_dirs.count(d) > 1})
     if repeated:
         raise HarnessError(f"the sweep lists a run twice: {', '.join(repeated)}")
     if gpus:
         jobs = max(jobs, len(gpus) * runs_per_gpu)
-    threads = max(1, (os.cpu_count() or 1) // jobs) if not gpus else 1
+    per_run = threads_per_run(jobs, gpus, threads)
+    report = _Progress(len(configs), show)
     if backend == "loky" or not scheduler:  # the runs share this machine's files
+        report.say("preparing the benchmark table, the search spaces and CIFAR-10 (once for all runs)")
         prepare_inputs(configs)
-    tasks = [delayed(run_one)(dataclasses.asdict(c), list(gpus), runs_per_gpu, threads) for c in configs]
+    tasks = [delayed(run_one)(dataclasses.asdict(c), list(gpus), runs_per_gpu, per_run, show) for c in configs]
+    outcomes: dict[str, RunOutcome] = {}
+    sys.stdout.flush()
     try:
         if backend == "loky":
-            return Parallel(n_jobs=jobs, backend="loky", verbose=verbose)(tasks)
-        with _dask_client(scheduler, jobs), parallel_backend("dask"):
-            return Parallel(n_jobs=jobs, verbose=verbose)(tasks)
+            results = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(tasks)
+            for outcome in results:
+                outcomes[outcome.run] = outcome
+                report.finished(outcome)
+        else:
+            with _dask_client(scheduler, jobs), parallel_backend("dask"):
+                for outcome in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
+                    outcomes[outcome.run] = outcome
+                    report.finished(outcome)
     except HarnessError:
         raise
     except Exception as err:
@@ -193,7 +276,8 @@ def run_sweep(
             f"not finished: the sweep's workers broke off ({type(err).__name__}: {first_line}); "
             "run the sweep again to resume"
         )
-        return [_outcome_on_disk(c, reason) for c in configs]
+        return [outcomes.get(c.run_name) or _outcome_on_disk(c, reason) for c in configs]
+    return [outcomes[c.run_name] for c in configs]
 
 
 @contextlib.contextmanager
@@ -201,7 +285,9 @@ def _dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
     try:
         from distributed import Client, LocalCluster
     except ImportError as err:
-        raise HarnessError("--backend dask needs the 'distributed' package: pip install 'dask[distributed]'") from err
+        raise HarnessError(
+            "--backend dask needs Dask, an optional extra: pip install -e '.[dask]' (or 'dask[distributed]')"
+        ) from err
     if scheduler:
         try:
             client = Client(scheduler, timeout="30s")

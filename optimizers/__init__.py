@@ -8,8 +8,9 @@ from its own file (`load_plugin`).
 import importlib
 import pkgutil
 
-from optimizers.base import Batch, SearchConfig, SearchOptimizer, StepStats, ValidationData
+from optimizers.base import Batch, SearchConfig, SearchOptimizer, StepStats, StopRequest, ValidationData
 from optimizers.registry import available, get, load_plugin, register
+from optimizers.variants import Variant, register_variant, registered_variant, variants
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
@@ -19,9 +20,14 @@ __all__ = [
     "SearchConfig",
     "SearchOptimizer",
     "StepStats",
+    "StopRequest",
     "ValidationData",
+    "Variant",
     "available",
     "get",
     "load_plugin",
     "register",
+    "register_variant",
+    "registered_variant",
+    "variants",
 ]

@@ -1,15 +1,19 @@
 """The interface the runner drives, and the configuration every optimizer shares.
 
-A run calls, per epoch: `new_epoch`, then `step` for every batch pair, then `end_epoch`, then
-`discretize` (the architecture reported for the epoch). The Hessian uses `arch_parameters` and
-`architecture_objective`. Optimizers compute only: the runner does all logging and file I/O.
+A run first measures the state before any training (row 0), then calls, per epoch: `new_epoch`,
+`step` for every batch pair, `end_epoch`; after each row is measured (row k = after k epochs:
+`discretize` gives the architecture it reports, `epoch_columns` the optimizer's own columns,
+`epoch_records` its per-epoch records), it calls `observe(row)` and then `should_stop()`.
+The Hessian uses `arch_parameters` and `architecture_objective`. Optimizers compute only: the
+runner does all logging and file I/O.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol
 
 import torch
@@ -27,6 +31,19 @@ StepStats = dict[str, Tensor]
 and 'correct' (its number of correct predictions)."""
 
 
+@dataclass(frozen=True)
+class StopRequest:
+    """An optimizer's request, after observing a row, to end the search there.
+
+    reason: one line for status.json, the table's `stop_reason` and the log;
+    report_epoch: the row (epochs completed) whose architecture the run reports as its result
+    (e.g. DARTS-ES points back k epochs); None: the row just observed.
+    """
+
+    reason: str
+    report_epoch: int | None = None
+
+
 class ValidationData(Protocol):
     """The search-valid split, as `end_epoch` may read it."""
 
@@ -37,6 +54,10 @@ class ValidationData(Protocol):
         """All of the search-valid split, in a fixed order."""
 
 
+NORMALIZATIONS = ("cifar10", "enas")
+"""Names of the image normalisations `SearchConfig.normalization` may take (harness/data.py)."""
+
+
 @dataclass
 class SearchConfig:
     """Settings common to the one-shot optimizers: the reference defaults of SPEC §5.
@@ -44,6 +65,19 @@ class SearchConfig:
     Learning rates per step; the weight learning rate is cosine-annealed per epoch from
     `weight_lr` to `weight_lr_min`. `reference_lr_schedule` reproduces the reference's extra
     scheduler step before epoch 0 (epoch e runs at the schedule's value for e + 1).
+
+    Reference options of the NAS-Bench-1Shot1 code (`--warm_start_epochs`, `--output_weights`
+    of optimizers/{darts,gdas,nasp,pc_darts}/train_search.py), off by default as there, for the
+    optimizers with architecture parameters (DARTS family, GDAS, NASP):
+    warm_start_epochs: no architecture step in the first N epochs (weights only);
+    output_weights: False mixes the cell output without weights (concatenation plus the input
+    projection, all weighted 1, as NAS-Bench-101 builds it); the output alphas then get no
+    gradient and no update. The reference crashes with it off (its cell still indexes the
+    missing weights), so this is its evident intent, not a reproduction.
+    Data (read by `harness.components.search_data`): train_portion: the first floor(portion * N)
+    CIFAR-10 training images are search-train, the rest search-valid (the reference's
+    `--train_portion`, 0.5); normalization: "cifar10" (DARTS's mean/std) or "enas" (the rounded
+    mean and std of the reference's ENAS data loader).
     """
 
     batch_size: int = 96
@@ -58,6 +92,10 @@ class SearchConfig:
     arch_weight_decay: float = 1e-3
     alpha_init_std: float = 1e-3
     reference_lr_schedule: bool = False
+    warm_start_epochs: int = 0
+    output_weights: bool = True
+    train_portion: float = 0.5
+    normalization: str = "cifar10"
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -66,7 +104,10 @@ class SearchConfig:
 
     def problems(self) -> list[str]:
         """What is out of range; subclasses with fields of their own extend the list."""
-        return out_of_range(
+        problems = []
+        if self.normalization not in NORMALIZATIONS:
+            problems.append(f"normalization={self.normalization!r} is not one of {', '.join(NORMALIZATIONS)}")
+        return problems + out_of_range(
             self,
             minimum={
                 "batch_size": 1,
@@ -76,18 +117,25 @@ class SearchConfig:
                 "arch_lr": 0,
                 "arch_weight_decay": 0,
                 "alpha_init_std": 0,
+                "warm_start_epochs": 0,
             },
-            positive=("grad_clip",),
-            fractions=("weight_momentum", "arch_beta1", "arch_beta2"),
+            positive=("grad_clip", "train_portion"),
+            fractions=("weight_momentum", "arch_beta1", "arch_beta2", "train_portion"),
         )
 
 
 def out_of_range(
     config: Any, minimum: dict[str, float] | None = None, positive: Sequence[str] = (), fractions: Sequence[str] = ()
 ) -> list[str]:
-    """Messages for the fields of `config` below their `minimum`, not > 0, or outside [0, 1)."""
+    """Messages for the fields of `config` that are not finite, or below their `minimum`, not > 0,
+    or outside [0, 1)."""
     low = minimum or {}
-    problems = [f"{n}={getattr(config, n)!r} must be at least {low[n]}" for n in low if getattr(config, n) < low[n]]
+    problems = [
+        f"{n}={getattr(config, n)!r} must be a finite number"
+        for n in (*low, *positive, *fractions)
+        if not math.isfinite(getattr(config, n))
+    ]
+    problems += [f"{n}={getattr(config, n)!r} must be at least {low[n]}" for n in low if getattr(config, n) < low[n]]
     problems += [f"{n}={getattr(config, n)!r} must be > 0" for n in positive if not getattr(config, n) > 0]
     problems += [f"{n}={getattr(config, n)!r} must be in [0, 1)" for n in fractions if not 0 <= getattr(config, n) < 1]
     return problems
@@ -103,6 +151,9 @@ class SearchOptimizer(ABC):
     name: ClassVar[str] = ""
     Config: ClassVar[type[SearchConfig]] = SearchConfig
     model_options: ClassVar[dict[str, Any]] = {}
+    columns: ClassVar[dict[str, str]] = {}
+    """Per-epoch columns this optimizer adds to every row: name -> pandas dtype ("float64",
+    "int64", "string", "boolean"); their values come from `epoch_columns`."""
 
     def __init__(self, space: SearchSpace, model: OneShotModel, config: SearchConfig):
         self.space = space
@@ -134,6 +185,25 @@ class SearchOptimizer(ABC):
     def eval_mixing(self) -> Mixing:
         """Mixing weights for evaluating the supernet (validation loss and accuracy)."""
 
+    def epoch_columns(self) -> dict[str, Any]:
+        """Values of the declared `columns` for the row being measured (missing ones are NA)."""
+        return {}
+
+    def epoch_records(self) -> list[dict[str, Any]]:
+        """Per-epoch records for the run's `samples.parquet` (e.g. the score of every sampled
+        architecture: keys such as "sample", "arch_hash", "score"); the runner adds the
+        row's epoch. Called once per row, after `discretize`."""
+        return []
+
+    def observe(self, row: dict[str, Any]) -> None:
+        """Feedback: the row just measured (row k = after k epochs; k = 0 before training),
+        with every column, e.g. `hessian_eigenvalue`. Called before the row is written, so the
+        row and the optimizer's state after observing it are checkpointed together."""
+
+    def should_stop(self) -> StopRequest | None:
+        """Called after `observe`: a `StopRequest` ends the search after this row."""
+        return None
+
     def arch_parameters(self) -> list[Tensor]:
         """The architecture parameters the Hessian is taken over (none: no Hessian)."""
         return []
@@ -161,6 +231,12 @@ def step_stats(logits: Tensor, labels: Tensor, loss: Tensor) -> StepStats:
 def init_alphas(space: SearchSpace, std: float, device: torch.device) -> list[Tensor]:
     """Architecture parameters shaped `space.alpha_shapes`, std * N(0, 1), requiring grad."""
     return [(std * torch.randn(shape, device=device)).requires_grad_() for shape in space.alpha_shapes]
+
+
+def unweighted_output(mixing: Mixing) -> Mixing:
+    """`mixing` with every output weight 1 (the reference option `output_weights=False`); the
+    weights stay attached to the output alphas with a zero gradient, so the Hessian keeps its shape."""
+    return replace(mixing, output=mixing.output * 0 + 1)
 
 
 def softmax_mixing(alphas: Sequence[Tensor]) -> Mixing:

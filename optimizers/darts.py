@@ -5,6 +5,10 @@ gradient term estimated by finite differences as in the DARTS paper (eq. 7-8), w
 paper's step 0.01 / |grad|. On ReLU/max-pool networks that difference quotient crosses kinks and
 is a noisy estimate of the second-order term (relative errors of order 1 against the exact
 Hessian-vector product on small models; accurate only for steps below ~1e-5), as in the reference.
+
+Reference options (SearchConfig): `warm_start_epochs` (no architecture step in the first N
+epochs) and `output_weights=False` (unweighted cell output; the output alphas stay as they are).
+See docs/fidelity.md for how DARTS here compares with the reference, aspect by aspect.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from optimizers.base import (
     init_alphas,
     softmax_mixing,
     step_stats,
+    unweighted_output,
 )
 from optimizers.registry import register
 from optimizers.weights import WeightTrainer
@@ -57,8 +62,11 @@ class DARTS(SearchOptimizer):
             betas=(config.arch_beta1, config.arch_beta2),
             weight_decay=config.arch_weight_decay,
             capturable=self.device.type == "cuda",
+            foreach=True,
         )
         self.weights = WeightTrainer(model, config)
+        self.arch_updates = config.warm_start_epochs == 0
+        """False during the warm-start epochs (set by `new_epoch`)."""
 
     @property
     def capturable(self) -> bool:
@@ -66,22 +74,35 @@ class DARTS(SearchOptimizer):
 
     def mixing(self, alphas: Sequence[Tensor]) -> Mixing:
         """How architecture parameters become mixing weights (softmax per row)."""
-        return softmax_mixing(alphas)
+        return self.output_option(softmax_mixing(alphas))
+
+    def output_option(self, mixing: Mixing) -> Mixing:
+        """`mixing` as the `output_weights` option has it (unchanged by default)."""
+        return mixing if self.config.output_weights else unweighted_output(mixing)
 
     def new_epoch(self, epoch: int, epochs: int) -> None:
         self.weights.set_epoch(epoch, epochs)
+        self.arch_updates = epoch >= self.config.warm_start_epochs
 
     def step(self, train_batch: Batch, valid_batch: Batch) -> StepStats:
-        self.arch_step(valid_batch, train_batch)
+        if self.arch_updates:
+            self.arch_step(valid_batch, train_batch)
         return self.weight_step(train_batch)
+
+    def set_arch_gradients(self, grads: Sequence[Tensor]) -> None:
+        """Hand `grads` to the Adam step; without output weights the output alphas get none
+        (Adam then leaves them, weight decay included, as the reference would)."""
+        for alpha, grad in zip(self.alphas, grads, strict=True):
+            alpha.grad = grad
+        if not self.config.output_weights:
+            self.alphas[1].grad = None
 
     def arch_step(self, valid_batch: Batch, train_batch: Batch) -> None:
         if self.config.unrolled:
             grads = self._unrolled_gradients(valid_batch, train_batch)
         else:
             grads = torch.autograd.grad(self.architecture_objective(valid_batch)(self.alphas), self.alphas)
-        for alpha, grad in zip(self.alphas, grads):
-            alpha.grad = grad
+        self.set_arch_gradients(grads)
         self.arch_optimizer.step()
 
     def weight_mixing(self, train_batch: Batch) -> Mixing:

@@ -1,30 +1,47 @@
 """ENAS (Pham et al., 2018) on the NAS-Bench-1Shot1 spaces: an LSTM controller trained by REINFORCE.
 
-Random search with weight sharing (`RandomWS`) with a learned sampler: the shared weights train
-on architectures sampled from the controller, and the end of each epoch reports the best of
-`eval_samples` controller samples (one valid batch each, then the best `eval_top` on the whole
-split). Each step is one controller step on the valid batch, then one weight step on the train
-batch. No architecture parameters: no Hessian.
-
-Choices, and where they differ from the NAS-Bench-1Shot1 reference (optimizers/enas):
-- the reward is computed with the network in train mode (BatchNorm batch statistics, as every
-  other score here): with the shared BatchNorm layers, eval mode would score an architecture
-  with the running statistics of whichever architecture used each layer last (with the
-  reference's BatchNorm momentum, essentially its last batch). The reference uses eval mode;
-- the reward is the accuracy in percent (0..100), as the reference computes it, plus
-  `entropy_weight` times the entropy of the sampled decisions; the moving-average baseline
-  starts at 0 and is updated before the advantage is taken, as in ENAS;
-- controller and weight steps alternate every step (the reference trains the weights for an
-  epoch, then the controller for 300 steps); the weight step's architecture is drawn in the same
-  controller pass as the scored one (one host transfer per step), so it comes from the
-  controller just before this step's update;
-- logits are shaped as in ENAS: c * tanh(logits / temperature), c = 2.5 for parents and
-  2.5 / 5 for ops; parents are sampled without replacement, and their log-probabilities are
-  summed (the reference averages them); the reference's fixed op-logit bias is left out;
-- the controller's Adam uses the reference's betas (0.1, 0.999) and eps 1e-3 (SPEC gives the lr);
-- the weights use the common weight decay 3e-4 (the reference's ENAS child uses 1e-4);
+Defaults reproduce NAS-Bench-1Shot1's reference (optimizers/enas: enas.py, enas_child.py,
+micro_controller.py, data.py), run unchanged by SmoothDARTS:
+- data: shared weights trained on CIFAR-10 training images 0-44,999, controller rewards on the
+  last 5,000 (`train_portion=0.9`; the runner's search-valid is that part), batch 64,
+  normalisation mean (0.4914, 0.4822, 0.4465), std (0.2023, 0.1994, 0.2010)
+  (`normalization="enas"`);
+- an epoch: every search-train batch (704) is one weight step on a controller sample (SGD,
+  momentum 0.9, weight decay 1e-4, gradient clip 0.25, one-hot weights passed densely so every
+  op runs, as random WS); then, in `end_epoch`, `controller_steps` (300) controller steps, each
+  on the next search-valid batch; then `eval_samples` (1,000) controller samples are scored,
+  each on its own `score_batches` (1) search-valid batch, and the best `eval_top` (5) on all of
+  search-valid; the best of those is reported. Every score is kept (`epoch_records`);
+- the weight learning rate: the reference's CosineAnnealingLR(T_max=epochs) is stepped once per
+  *batch*, so batch k (counted over the run, from 0) uses 0.001 + 0.024 (1 + cos(pi k / epochs)) / 2,
+  cycling every 2 x epochs batches (`per_batch_lr=False`: the common per-epoch cosine);
+- the controller: an LSTM cell (hidden 64). Two first steps on the embedding of token 0 give
+  zero anchors for nodes 0 and 1 and their attention keys w_attn_1(h). Then for each node
+  L = 2 .. n and the output (L = n + 1): a step on token 0's embedding, attention logits
+  v . tanh(w_attn_1(anchor_j) + w_attn_2(h)) over the L earlier nodes, then / temperature (5),
+  2.5 tanh(.), and the node's parents sampled without replacement (space 1's node 2 takes both
+  of its two candidates, as in the reference); a step on the anchor of the last parent drawn;
+  op logits (w_soft(h) + b) / 5, 0.5 tanh(.), + (0.25, 0.25, -0.25) fixed, b learnable from
+  (10, 10, 0); the op sampled; it is the op of node L - 1 (so node 1's op is decided with node
+  2's parents and node n's with the output's); a step on the op's embedding gives node L's
+  anchor. The log-probability of a parent decision is the mean of its parents' log-probabilities
+  under the full softmax; entropies (of each decision's softmax) are summed;
+- REINFORCE: reward = accuracy in percent on the batch + 1e-4 x entropy, baseline b <- 0.99 b +
+  0.01 reward (from 0, before the advantage), loss = -log p x (reward - b); Adam lr 3.5e-4,
+  betas (0.1, 0.999), eps 1e-3;
+- rewards and scores with the network in eval mode (`score_mode`, as random WS).
+Where it differs from the reference:
+- the reference scores the 1,000 samples and their top 5 on the CIFAR-10 *test* set (a leak; and
+  the call that would report the result is missing from the published code); here they are
+  scored on search-valid (the reward split). The test set is not part of the harness's data;
+- controller rewards and sample scores use the search-valid batches in order, unaugmented,
+  cycled (the controller's position continues across epochs); the reference draws them from
+  shuffled, augmented loaders;
+- samples are drawn with Gumbel-max / Gumbel-top-k, the same distributions as its multinomial
+  draws, vectorised;
 - until the first `end_epoch`, the reported architecture is a controller sample drawn at
   construction (deterministic for a seed; no RNG is drawn when it is reported).
+No architecture parameters: no Hessian. See docs/fidelity.md.
 """
 
 from __future__ import annotations
@@ -37,18 +54,30 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmarks.nasbench1shot1 import PRIMITIVES, CellChoice, OneShotModel, SearchSpace
-from optimizers.base import Batch, StepStats, out_of_range
+from optimizers.base import Batch, StepStats, ValidationData, out_of_range
 from optimizers.gdas import gumbel_noise
 from optimizers.random_ws import RandomWS, RandomWSConfig
 from optimizers.registry import register
+from optimizers.weights import cosine_lr
 
-MASKED_LOGIT = -1e9
-"""Logit of a parent that cannot be chosen (probability exactly 0, entropy term exactly 0)."""
 OP, PARENT = "op", "parent"
+OP_BIAS_INIT = (10.0, 10.0, 0.0)
+"""Initial value of the controller's learnable op-logit bias (micro_controller.py `b_soft`)."""
+OP_BIAS_FIXED = (0.25, 0.25, -0.25)
+"""The controller's fixed op-logit bias (micro_controller.py `b_soft_no_learn`)."""
 
 
 @dataclass
 class ENASConfig(RandomWSConfig):
+    """controller_*: the LSTM controller and its Adam; entropy_weight, baseline_decay: REINFORCE;
+    controller_steps: controller steps per epoch; per_batch_lr: the reference's cosine stepped per
+    batch (period 2 x epochs batches) instead of per epoch."""
+
+    weight_decay: float = 1e-4
+    score_batches: int = 1
+    step_budget: bool = False
+    train_portion: float = 0.9
+    normalization: str = "enas"
     controller_hidden: int = 64
     controller_lr: float = 3.5e-4
     controller_beta1: float = 0.1
@@ -57,13 +86,15 @@ class ENASConfig(RandomWSConfig):
     controller_temperature: float = 5.0
     controller_tanh_constant: float = 2.5
     controller_op_tanh_reduce: float = 5.0
+    controller_steps: int = 300
     entropy_weight: float = 1e-4
     baseline_decay: float = 0.99
+    per_batch_lr: bool = True
 
     def problems(self) -> list[str]:
         return super().problems() + out_of_range(
             self,
-            minimum={"controller_hidden": 1, "controller_lr": 0},
+            minimum={"controller_hidden": 1, "controller_lr": 0, "controller_steps": 0},
             positive=(
                 "controller_eps",
                 "controller_temperature",
@@ -75,32 +106,32 @@ class ENASConfig(RandomWSConfig):
 
 
 class Controller(nn.Module):
-    """LSTM policy over the decisions of a space, in order: for each choice node 1..n, its searched
-    parents (one decision each, without replacement) and then its op; last, the output's parents.
+    """The reference's attention controller (see the module docstring), vectorised over samples.
 
-    Nodes with fixed parents make no parent decisions. Each decision feeds the embedding of its
-    outcome (one embedding table per decision type) to the next LSTM step.
+    Decisions, in order, for L = 2 .. n + 1: node L's parents (one column per parent, in draw
+    order), then the op of node L - 1.
     """
 
     def __init__(self, space: SearchSpace, config: ENASConfig):
         super().__init__()
-        n = space.num_choice_nodes
+        n, hidden, ops = space.num_choice_nodes, config.controller_hidden, len(PRIMITIVES)
         self.space = space
+        self.parents_per_layer = [space.num_parents[layer - 1] for layer in range(2, n + 1)] + [
+            space.num_output_parents
+        ]
         self.decisions: list[tuple[int, str]] = []
-        for node in range(1, n + 1):
-            if node not in space.fixed_parents:
-                self.decisions += [(node, PARENT)] * space.num_parents[node - 1]
-            self.decisions.append((node, OP))
-        self.decisions += [(n + 1, PARENT)] * space.num_output_parents
-        hidden = config.controller_hidden
-        self.start = nn.Parameter(torch.empty(1, hidden))
+        for layer, k in zip(range(2, n + 2), self.parents_per_layer, strict=True):
+            self.decisions += [(layer, PARENT)] * k + [(layer - 1, OP)]
+        self.encoder = nn.Embedding(ops + 1, hidden)
         self.lstm = nn.LSTMCell(hidden, hidden)
-        self.op_embedding = nn.Embedding(len(PRIMITIVES), hidden)
-        self.parent_embedding = nn.Embedding(n + 1, hidden)
-        self.op_head = nn.Linear(hidden, len(PRIMITIVES))
-        self.parent_head = nn.Linear(hidden, n + 1)
+        self.w_soft = nn.Linear(hidden, ops, bias=False)
+        self.w_attn_1 = nn.Linear(hidden, hidden, bias=False)
+        self.w_attn_2 = nn.Linear(hidden, hidden, bias=False)
+        self.v_attn = nn.Linear(hidden, 1, bias=False)
         for parameter in self.parameters():
             nn.init.uniform_(parameter, -0.1, 0.1)
+        self.b_soft = nn.Parameter(torch.tensor([OP_BIAS_INIT]))
+        self.register_buffer("b_soft_fixed", torch.tensor([OP_BIAS_FIXED]))
         self.temperature = config.controller_temperature
         self.parent_scale = config.controller_tanh_constant
         self.op_scale = config.controller_tanh_constant / config.controller_op_tanh_reduce
@@ -111,31 +142,37 @@ class Controller(nn.Module):
         Returns the decisions (count, D) int64 (D = len(self.decisions)), and the log-probability
         and the entropy of each sample, summed over its decisions, (count,) each.
         """
-        n = self.space.num_choice_nodes
-        h = c = self.start.new_zeros(count, self.start.shape[1])
-        x = self.start.expand(count, -1)
-        positions = torch.arange(n + 1, device=x.device)
-        taken = torch.zeros(count, n + 1, dtype=torch.bool, device=x.device)
-        outcomes, log_prob, entropy = [], 0.0, 0.0
-        for node, kind in self.decisions:
+        token0 = torch.zeros(count, dtype=torch.long, device=self.b_soft.device)
+        rows = torch.arange(count, device=token0.device)
+        x = self.encoder(token0)
+        h = c = x.new_zeros(count, self.lstm.hidden_size)
+        anchors, keys = [], []
+        for _ in range(2):
             h, c = self.lstm(x, (h, c))
-            if kind == OP:
-                logits = self.op_scale * torch.tanh(self.op_head(h) / self.temperature)
-            else:
-                logits = self.parent_scale * torch.tanh(self.parent_head(h) / self.temperature)
-                logits = logits.masked_fill(taken | (positions >= node), MASKED_LOGIT)
+            anchors.append(torch.zeros_like(h))
+            keys.append(self.w_attn_1(h))
+        outcomes, log_prob, entropy = [], 0.0, 0.0
+        for k in self.parents_per_layer:
+            h, c = self.lstm(x, (h, c))
+            query = torch.tanh(torch.stack(keys, dim=1) + self.w_attn_2(h)[:, None])
+            logits = self.parent_scale * torch.tanh(self.v_attn(query).squeeze(-1) / self.temperature)
             log_probs = F.log_softmax(logits, dim=-1)
-            outcome = (log_probs.detach() + gumbel_noise(log_probs)).argmax(dim=-1)  # Gumbel-max: no sync
-            log_prob = log_prob + log_probs.gather(1, outcome[:, None]).squeeze(1)
+            picks = (log_probs.detach() + gumbel_noise(log_probs)).topk(k, dim=-1).indices  # draw order
+            log_prob = log_prob + log_probs.gather(1, picks).mean(dim=1)
             entropy = entropy - (log_probs.exp() * log_probs).sum(dim=-1)
-            outcomes.append(outcome)
-            if kind == OP:
-                taken = torch.zeros_like(taken)  # a node's parents come just before its op
-                x = self.op_embedding(outcome)
-            else:
-                taken = taken | F.one_hot(outcome, n + 1).bool()
-                x = self.parent_embedding(outcome)
-        return torch.stack(outcomes, dim=1), log_prob, entropy
+            outcomes.append(picks)
+            h, c = self.lstm(torch.stack(anchors, dim=1)[rows, picks[:, -1]], (h, c))
+            logits = self.op_scale * torch.tanh((self.w_soft(h) + self.b_soft) / self.temperature) + self.b_soft_fixed
+            log_probs = F.log_softmax(logits, dim=-1)
+            op = (log_probs.detach() + gumbel_noise(log_probs)).argmax(dim=-1)
+            log_prob = log_prob + log_probs.gather(1, op[:, None]).squeeze(1)
+            entropy = entropy - (log_probs.exp() * log_probs).sum(dim=-1)
+            outcomes.append(op[:, None])
+            h, c = self.lstm(self.encoder(op + 1), (h, c))
+            anchors.append(h)
+            keys.append(self.w_attn_1(h))
+            x = self.encoder(token0)
+        return torch.cat(outcomes, dim=1), log_prob, entropy
 
     def decode(self, decisions: Tensor) -> list[CellChoice]:
         """The architectures of sampled decisions (count, D): one device-to-host transfer."""
@@ -143,7 +180,7 @@ class Controller(nn.Module):
         choices = []
         for row in decisions.tolist():
             ops = [0] * n
-            parents: dict[int, list[int]] = {node: list(fixed) for node, fixed in self.space.fixed_parents.items()}
+            parents: dict[int, list[int]] = {1: list(self.space.fixed_parents[1])}
             for (node, kind), outcome in zip(self.decisions, row, strict=True):
                 if kind == OP:
                     ops[node - 1] = outcome
@@ -175,6 +212,10 @@ class ENAS(RandomWS):
             eps=config.controller_eps,
         )
         self.baseline = torch.zeros((), device=device)
+        self.global_step = 0
+        """Weight steps so far (the per-batch learning rate's position)."""
+        self.reward_position = 0
+        """Search-valid batches the controller has consumed so far."""
         super().__init__(space, model, config)  # draws the initial architecture from the controller
 
     def sample(self, count: int) -> list[CellChoice]:
@@ -182,12 +223,34 @@ class ENAS(RandomWS):
             decisions, _, _ = self.controller(count)
         return self.controller.decode(decisions)
 
+    def batch_lr(self, step: int) -> float:
+        """The weight learning rate of weight step `step` (over the run, from 0), per_batch_lr."""
+        return cosine_lr(step, max(self.epochs, 1), self.config.weight_lr, self.config.weight_lr_min)
+
     def step(self, train_batch: Batch, valid_batch: Batch) -> StepStats:
-        decisions, log_prob, entropy = self.controller(2)
-        scored, trained = self.controller.decode(decisions)
-        accuracy = 100.0 * self.correct(scored, valid_batch) / len(valid_batch[1])
-        self.reinforce(log_prob[:1], entropy[:1], accuracy[None])
-        return self.weight_step(trained, train_batch)
+        """One weight step on a controller sample (the valid batch is not used here)."""
+        if self.config.per_batch_lr:
+            for group in self.weights.optimizer.param_groups:
+                group["lr"] = self.batch_lr(self.global_step)
+        self.global_step += 1
+        self.count_step(train_batch)
+        return self.weight_step(self.sample(1)[0], train_batch)
+
+    def end_epoch(self, valid: ValidationData) -> None:
+        """`controller_steps` controller steps, then the samples' selection (`RandomWS.select`)."""
+        batches = list(valid.batches())
+        self.model.train(self.config.score_mode == "train")
+        try:
+            for _ in range(self.config.controller_steps):
+                batch = batches[self.reward_position % len(batches)]
+                self.reward_position += 1
+                decisions, log_prob, entropy = self.controller(1)
+                (choice,) = self.controller.decode(decisions)
+                accuracy = 100.0 * self.correct(choice, batch) / len(batch[1])
+                self.reinforce(log_prob, entropy, accuracy[None])
+        finally:
+            self.model.train()
+        super().end_epoch(valid)
 
     def reinforce(self, log_prob: Tensor, entropy: Tensor, reward: Tensor) -> None:
         """One controller step on samples with log-probabilities, entropies and rewards, (count,) each.
@@ -208,6 +271,8 @@ class ENAS(RandomWS):
             "controller": self.controller.state_dict(),
             "controller_optimizer": self.controller_optimizer.state_dict(),
             "baseline": self.baseline.clone(),
+            "global_step": self.global_step,
+            "reward_position": self.reward_position,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -215,3 +280,4 @@ class ENAS(RandomWS):
         self.controller.load_state_dict(state["controller"])
         self.controller_optimizer.load_state_dict(state["controller_optimizer"])
         self.baseline = state["baseline"].to(self.baseline.device)
+        self.global_step, self.reward_position = state["global_step"], state["reward_position"]

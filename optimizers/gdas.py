@@ -2,16 +2,22 @@
 
 Per forward pass, the op of each choice node is drawn by hard Gumbel-softmax with a
 straight-through gradient, and only that op runs; input and output edges are weighted by soft
-Gumbel-softmax. probs = softmax((log_softmax(alpha) + g) / tau) per row, g standard Gumbel; the
-temperature tau falls linearly from `tau_max` (epoch 0) to `tau_min` (the last epoch).
+Gumbel-softmax. probs = softmax((log_softmax(alpha) + g) / tau) per row, g standard Gumbel
+(the reference's F.gumbel_softmax(alpha): the same, softmax being shift-invariant). The
+temperature of epoch e (0-based) of E is the reference's: tau_max - (tau_max - tau_min) * e / E,
+accumulated epoch by epoch as optimizers/gdas/train_search.py does (`tau_epoch += tau_step`
+after each epoch): 10 in epoch 0, 5.5 in epoch 50, 1.09 in the last of 100 (it never reaches
+tau_min).
 
 Choices, and where they differ from the NAS-Bench-1Shot1 reference (optimizers/gdas):
 - g = -log(E), E ~ Exp(1) clamped below at the smallest normal float (float32: g <= 87.3), so
   g is always finite: no resampling loop (Dong's GDAS loops, a host sync per check);
 - one sample per forward pass, shared by all cells (the model mixes every cell alike); the
   reference draws a fresh sample in each cell;
-- the ops that did not run get GDAS's straight-through gradient (the model adds their zero
-  weights as constants, as in Dong's GDAS); the reference's port skips them, so they get none;
+- the gradient reaches the op alphas only through the chosen op's probability, as in the
+  reference's port (its MixedOpGDAS leaves the zero-weight ops out of the sum);
+  `straight_through="all"` is Dong's GDAS instead: the ops that did not run add their zero
+  weights as constants, so every op probability gets the summed output gradient;
 - the architecture gradient norm is clipped at `arch_grad_clip` (5) before the Adam step, as
   the reference does ("Gumbel softmax leads to gradients with high magnitude").
 Evaluation (`eval_mixing`) is deterministic: the argmax op of each node, softmax edges.
@@ -32,20 +38,31 @@ from optimizers.darts import DARTS
 from optimizers.nasp import binarizer
 from optimizers.registry import register
 
+STRAIGHT_THROUGH = ("reference", "all")
+"""GDAS op weights' gradient: through the chosen op only (the reference's port) or all (Dong's)."""
+
 
 @dataclass
 class GDASConfig(SearchConfig):
     tau_max: float = 10.0
     tau_min: float = 1.0
     arch_grad_clip: float = 5.0
+    straight_through: str = "reference"
 
     def problems(self) -> list[str]:
-        return super().problems() + out_of_range(self, positive=("tau_max", "tau_min", "arch_grad_clip"))
+        problems = super().problems() + out_of_range(self, positive=("tau_max", "tau_min", "arch_grad_clip"))
+        if self.straight_through not in STRAIGHT_THROUGH:
+            problems.append(f"straight_through={self.straight_through!r} is not one of {', '.join(STRAIGHT_THROUGH)}")
+        return problems
 
 
 def gumbel_temperature(epoch: int, epochs: int, tau_max: float, tau_min: float) -> float:
-    """Linear from `tau_max` at epoch 0 to `tau_min` at epoch `epochs - 1`."""
-    return tau_max - (tau_max - tau_min) * epoch / max(epochs - 1, 1)
+    """tau of epoch `epoch` (0-based) of `epochs`: `tau_max` lowered by (tau_max - tau_min) / epochs
+    after each epoch, summed in the reference's order (so equal to it bit for bit)."""
+    tau, step = tau_max, (tau_min - tau_max) / epochs
+    for _ in range(epoch):
+        tau += step
+    return tau
 
 
 def gumbel_noise(like: Tensor) -> Tensor:
@@ -80,18 +97,23 @@ class GDAS(DARTS):
     def sampler(self, alphas: Sequence[Tensor]) -> Callable[[Sequence[Tensor]], Mixing]:
         """Draw Gumbel noise and the op choice at `alphas`; return alphas -> Mixing with both fixed.
 
-        Op weights are one_hot(choice) + (probs - probs.detach()): one-hot in value, the
-        straight-through gradient of probs. Costs one device-to-host transfer (the choice).
+        Op weights are one-hot in value with a straight-through gradient to probs: at the chosen
+        op only, one_hot(choice) * (1 + probs - probs.detach()) (the reference), or at every op,
+        one_hot(choice) + probs - probs.detach() (`straight_through="all"`). Costs one
+        device-to-host transfer (the choice).
         """
         noise = [gumbel_noise(alpha) for alpha in alphas]
         index = (F.log_softmax(alphas[0].detach(), dim=-1) + noise[0]).argmax(dim=-1)
         op_choice = index.tolist()
         one_hot = F.one_hot(index, alphas[0].shape[-1]).to(alphas[0].dtype)
-        tau = self.tau
+        tau, only_chosen = self.tau, self.config.straight_through == "reference"
 
         def mixing(alphas: Sequence[Tensor]) -> Mixing:
             op_probs, *edge_probs = [gumbel_softmax(alpha, g, tau) for alpha, g in zip(alphas, noise, strict=True)]
-            return Mixing.from_weights([one_hot + (op_probs - op_probs.detach()), *edge_probs], op_choice)
+            passed = op_probs - op_probs.detach()
+            op_weights = one_hot * (1 + passed) if only_chosen else one_hot + passed
+            weights = [op_weights, *edge_probs]
+            return self.output_option(Mixing.from_weights(weights, op_choice))
 
         return mixing
 
@@ -102,14 +124,13 @@ class GDAS(DARTS):
     def arch_step(self, valid_batch: Batch, train_batch: Batch) -> None:
         """First order, with a fresh sample and the gradient norm clipped at `arch_grad_clip`."""
         loss = self.architecture_objective(valid_batch)(self.alphas)
-        for alpha, grad in zip(self.alphas, torch.autograd.grad(loss, self.alphas), strict=True):
-            alpha.grad = grad
-        nn.utils.clip_grad_norm_(self.alphas, self.config.arch_grad_clip)
+        self.set_arch_gradients(torch.autograd.grad(loss, self.alphas))
+        nn.utils.clip_grad_norm_(self.alphas, self.config.arch_grad_clip, foreach=True)
         self.arch_optimizer.step()
 
     def eval_mixing(self) -> Mixing:
         alphas = [alpha.detach() for alpha in self.alphas]
-        return binarizer(alphas)(alphas)
+        return self.output_option(binarizer(alphas)(alphas))
 
     def architecture_objective(self, batch: Batch) -> Callable[[Sequence[Tensor]], Tensor]:
         """The noise and the op choice are drawn once, here, so the objective is deterministic."""

@@ -87,7 +87,7 @@ class SmoothedWeightStep:
 
     def weight_mixing(self, train_batch: Batch) -> Mixing:
         clean = [F.softmax(alpha.detach(), dim=-1) for alpha in self.alphas]
-        return Mixing.from_weights(self.perturb(clean, train_batch))
+        return self.output_option(Mixing.from_weights(self.perturb(clean, train_batch)))
 
     @abstractmethod
     def perturb(self, weights: list[Tensor], train_batch: Batch) -> list[Tensor]:
@@ -106,7 +106,7 @@ class AdversarialSmoothing(SmoothedWeightStep):
         images, labels = train_batch
 
         def loss_fn(candidate: list[Tensor]) -> Tensor:
-            return F.cross_entropy(self.model(images, Mixing.from_weights(candidate)), labels)
+            return F.cross_entropy(self.model(images, self.output_option(Mixing.from_weights(candidate))), labels)
 
         self.model.eval()
         try:

@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -32,17 +33,22 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+FONT_TYPES = {"pdf.fonttype": 42, "ps.fonttype": 42}
+"""TrueType fonts embedded in PDF and PS files: no Type 3 fonts, which some venues reject."""
+
+
 def save_figure(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
-    """Write `fig` as `stem.png` (DPI 150) and `stem.pdf` under `out_dir`."""
-    return [
-        atomic_write(out_dir / f"{stem}.{fmt}", lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=DPI))
-        for fmt in FIGURE_FORMATS
-    ]
+    """Write `fig` as `stem.png` (DPI 150) and `stem.pdf` (TrueType fonts) under `out_dir`."""
+    with matplotlib.rc_context(FONT_TYPES):
+        return [
+            atomic_write(out_dir / f"{stem}.{fmt}", lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=DPI))
+            for fmt in FIGURE_FORMATS
+        ]
 
 
-def save_summary(summary: pd.DataFrame, markdown: str, out_dir: Path) -> list[Path]:
-    """Write the summary as `summary.md` and `summary.csv` under `out_dir`."""
+def save_summary(summary: pd.DataFrame, markdown: str, out_dir: Path, stem: str = "summary") -> list[Path]:
+    """Write the summary as `stem.md` and `stem.csv` under `out_dir`."""
     return [
-        atomic_write(out_dir / "summary.md", lambda tmp: tmp.write_text(markdown, encoding="utf-8")),
-        atomic_write(out_dir / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False)),
+        atomic_write(out_dir / f"{stem}.md", lambda tmp: tmp.write_text(markdown, encoding="utf-8")),
+        atomic_write(out_dir / f"{stem}.csv", lambda tmp: summary.to_csv(tmp, index=False)),
     ]

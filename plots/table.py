@@ -1,4 +1,13 @@
-"""Read and check the tidy results table: one row per (run, epoch)."""
+"""Read and check the tidy results table: one row per (run, epoch).
+
+Tables of every schema version are read as the current one (`upgrade`, through
+`harness.schema.upgrade_table`, the table format's one definition: pandas only, the only module
+of the harness plots imports): version 1 rows move to the epochs-completed numbering (row k =
+after k epochs, 0 = before training), the columns renamed in version 4 get their new names, and
+`variant` defaults to the optimizer.
+Each curve is one `method`: the table's `method` column where it has one (tables written by
+`harness select`), else the `variant`, else the optimizer.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.schema import upgrade_table
 from plots.errors import MissingColumnsError, TableFileError, TableFormatError
 
 #: Columns every figure needs; everything else is optional or ignored.
@@ -14,18 +24,18 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("optimizer", "space", "seed", "epoch", "tes
 NUMERIC_COLUMNS: tuple[str, ...] = (
     "test_error",
     "test_error_std",
-    "valid_error",
+    "benchmark_valid_error",
     "regret",
     "hessian_eigenvalue",
     "train_loss",
     "train_accuracy",
-    "valid_loss",
-    "valid_accuracy",
+    "supernet_valid_loss",
+    "supernet_valid_accuracy",
     "epoch_seconds",
     "hessian_seconds",
 )
 SYNTHETIC_TAG = "synthetic benchmark"
-_KEY = ("space", "optimizer", "seed", "epoch")
+_KEY = ("space", "method", "seed", "epoch")
 _READERS = {".parquet": pd.read_parquet, ".pq": pd.read_parquet, ".csv": pd.read_csv}
 
 
@@ -55,13 +65,28 @@ def require_columns(table: pd.DataFrame, columns: tuple[str, ...], source: str =
         )
 
 
-def check_table(table: pd.DataFrame, source: str = "results table") -> pd.DataFrame:
-    """Return a cleaned copy of `table`: required columns present, types coerced, one row per key.
+def upgrade(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` read as the current version (`harness.schema.upgrade_table`), with `method`, the
+    curve each row belongs to."""
+    table = upgrade_table(table).copy()
+    if "optimizer" in table.columns:
+        optimizer = table["optimizer"].astype("string")
+        variant = table["variant"].astype("string") if "variant" in table.columns else optimizer
+        table["variant"] = variant.replace("", pd.NA).fillna(optimizer)
+        method = table["method"].astype("string") if "method" in table.columns else table["variant"]
+        table["method"] = method.replace("", pd.NA).fillna(table["variant"]).astype(str)
+    return table
 
-    Keys are (space, optimizer, seed, epoch); a repeated key (e.g. an epoch written twice by a
+
+def check_table(table: pd.DataFrame, source: str = "results table") -> pd.DataFrame:
+    """Return a cleaned copy of `table`: upgraded to the current version (`upgrade`), required
+    columns present, types coerced, one row per key.
+
+    Keys are (space, method, seed, epoch); a repeated key (e.g. an epoch written twice by a
     resumed run) keeps its last row. Unknown columns are kept untouched.
     """
     require_columns(table, REQUIRED_COLUMNS, source)
+    table = upgrade(table)
     if table.empty:
         raise TableFormatError(f"{source} has no rows")
     if "benchmark" in table.columns and table["benchmark"].nunique() > 1:
@@ -70,7 +95,6 @@ def check_table(table: pd.DataFrame, source: str = "results table") -> pd.DataFr
             f"{source} mixes runs looked up in different benchmarks ({names}); their errors cannot be "
             "averaged together: keep each benchmark's runs in its own results folder (or filter the table)"
         )
-    table = table.copy()
     table["optimizer"] = table["optimizer"].astype(str)
     for name in ("space", "seed", "epoch"):
         values = pd.to_numeric(table[name], errors="coerce")

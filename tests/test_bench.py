@@ -31,5 +31,5 @@ def test_bench_prints_every_figure_and_the_hessian_methods_agree():
         assert count > 50, what
     eigenvalues = {m: float(v) for m, v in re.findall(r"Hessian eigenvalue \((\w+),.*eigenvalue ([\d.e+-]+)", text)}
     products = {m: int(v) for m, v in re.findall(r"\((\w+), 24 parameters, (\d+) Hessian-vector products", text)}
-    assert eigenvalues["lanczos"] == pytest.approx(eigenvalues["rows"], rel=1e-5)
+    assert eigenvalues["lanczos"] == pytest.approx(eigenvalues["rows"], rel=1e-4)  # LANCZOS_TOLERANCE
     assert products["rows"] == 24 and products["lanczos"] < 24

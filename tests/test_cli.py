@@ -61,16 +61,17 @@ def test_run_writes_the_resolved_overrides(cli_run: Path) -> None:
     assert (run["bn_momentum"], run["hessian_method"], run["hessian"]) == (0.9, "lanczos", False)
     assert (options["arch_lr"], options["epsilon_max"], options["batch_size"]) == (0.002, 0.2, 32)
     assert options["epsilon_min"] == 0.03  # untouched defaults are written too
-    assert read_table(cli_run / TABLE_FILE)["epoch"].tolist() == [0]
+    assert read_table(cli_run / TABLE_FILE)["epoch"].tolist() == [0, 1]
 
 
 def test_export_writes_csv(cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["export", str(cli_run)]) == 0
-    assert f"{cli_run / 'epochs.csv'}: 1 rows" in capsys.readouterr().out
-    exported = pd.read_csv(cli_run / "epochs.csv", dtype={"arch_hash": str})
-    pd.testing.assert_frame_equal(exported, read_table(cli_run / TABLE_FILE), check_dtype=False)
+    assert f"{cli_run / 'epochs.csv'}: 2 rows" in capsys.readouterr().out  # row 0: before training
+    table = read_table(cli_run / TABLE_FILE)
+    exported = read_table(cli_run / "epochs.csv").astype(table.dtypes.to_dict())
+    pd.testing.assert_frame_equal(exported, table)
     assert main(["export", str(cli_run.parent), "--out", str(tmp_path / "all.csv")]) == 0
-    assert len(pd.read_csv(tmp_path / "all.csv")) == 1
+    assert len(pd.read_csv(tmp_path / "all.csv")) == 2
 
 
 def test_export_refuses_a_name_that_is_not_csv(cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -92,20 +93,33 @@ def test_collect_leaves_out_an_unreadable_run_with_a_warning(
     assert main(["collect", str(results)]) == 0
     captured = capsys.readouterr()
     assert "warning: left out: results table" in captured.err and "broken" in captured.err
-    assert "1 rows" in captured.out and "broken: status unknown" in captured.out
+    assert "2 rows" in captured.out and "broken: status unknown" in captured.out
 
 
 def test_collect_and_plot_verbs(cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     results = cli_run.parent
     assert main(["collect", str(results)]) == 0
     out = capsys.readouterr().out
-    assert "1 rows" in out and f"{cli_run.name}: completed (1/1 epochs)" in out
+    assert "2 rows" in out and f"{cli_run.name}: completed (1/1 epochs)" in out
     table = results / f"{COLLECTED_FILE}.parquet"
     assert table.is_file() and (results / f"{COLLECTED_FILE}.csv").is_file()
     for source, figures in ((results, tmp_path / "from-folder"), (table, tmp_path / "from-table")):
         assert main(["plot", str(source), "--out", str(figures)]) == 0
         names = {p.name for p in figures.iterdir()}  # no Hessian figure: the run had the Hessian off
         assert names == {"anytime_test_error.png", "anytime_test_error.pdf", "summary.md", "summary.csv"}
+    assert main(["plot", str(cli_run)]) == 0  # one run's directory; figures beside it by default
+    assert (cli_run / "figures" / "anytime_test_error.pdf").is_file()
+    assert main(["plot", str(results), "--figure", "fig3", "--size", "one-column"]) == 0
+    out = capsys.readouterr().out
+    assert "fig3: SDARTS-RS; not in the table: darts, hessian-reg, sdarts-adv" in out
+    assert (results / "figures" / "fig3_summary.md").is_file()
+
+
+def test_run_help_shows_threads(capsys: pytest.CaptureFixture) -> None:
+    for verb in ("run", "sweep", "bench", "demo"):
+        with pytest.raises(SystemExit):
+            main([verb, "--help"])
+        assert "--threads" in capsys.readouterr().out, verb
 
 
 def test_sweep_lists_the_failed_run_and_finishes_the_others(
@@ -121,6 +135,8 @@ def test_sweep_lists_the_failed_run_and_finishes_the_others(
     out = capsys.readouterr().out
     assert "sweep: 1 of 2 runs complete; 1 failed:" in out
     assert "FAILED test-raises-in-step-s1-seed0: RuntimeError: boom in step" in out
+    assert f"full log: {tmp_path / 'runs' / 'test-raises-in-step-s1-seed0' / 'run.log'}" in out
+    assert f"python -m harness plot {tmp_path / 'runs'}" in out
     assert (tmp_path / "runs" / "darts-s1-seed0" / TABLE_FILE).is_file()
 
 
@@ -143,6 +159,11 @@ def test_sweep_lists_the_failed_run_and_finishes_the_others(
         (["run", "--optimizer", "darts", "--space", "1", "--set", "weight_momentum=1.5"], "must be in [0, 1)"),
         (["bench", "--optimizer", "darts", "--space", "1", "--hessian-methods", "exact"], "unknown Hessian method"),
         (["bench", "--optimizer", "darts", "--space", "1", "--steps", "0"], "--steps must be at least 1"),
+        (["run", "--optimizer", "darts", "--space", "1", "--set", "chanels=2"], "did you mean channels"),
+        (["sweep", "--optimizers", "darts", "--jobs", "0"], "--jobs and --runs-per-gpu must be at least 1"),
+        (["demo", "--jobs", "0"], "--jobs and --runs-per-gpu must be at least 1"),
+        (["run", "--optimizer", "darts", "--space", "1", "--threads", "0"], "threads=0 must be None or at least 1"),
+        (["plot", "no-such-folder", "--figure", "fig3"], "results folder no-such-folder does not exist"),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(

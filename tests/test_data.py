@@ -228,3 +228,69 @@ def test_a_missing_batch_file_is_a_missing_file_error_naming_it(tmp_path):
     with pytest.raises(MissingFileError, match="data_batch_4") as error:
         read_cifar10_train(folder)
     assert str(folder / "data_batch_4") in str(error.value)
+
+
+# --- reference data options: the split, ENAS's normalisation, cutout ---------------------------
+
+
+def test_train_portion_splits_as_the_reference():
+    """ENAS's reference trains on images 0-44,999 and rewards on the last 5,000 (portion 0.9)."""
+    train, valid = search_split(50_000, 0.9)
+    assert (train[-1], valid[0], len(valid)) == (44_999, 45_000, 5_000)
+    data = SearchData(
+        np.zeros((50_000, 3, 1, 1), np.uint8), np.zeros(50_000, np.int64), 64, 0, "cpu", train_portion=0.9
+    )
+    assert (len(data.train), len(data.valid), data.steps_per_epoch) == (45_000, 5_000, 704)
+
+
+def test_a_shorter_search_valid_is_cycled_in_freshly_shuffled_passes(small):
+    data = SearchData(*small, batch_size=16, seed=0, device="cpu", train_portion=0.75)  # 96 / 32 images
+    images, labels = small
+    valid_sources = [s[0] for _, valid in data.epoch(0) for s in find_sources(valid, images[96:], labels[96:])]
+    assert len(valid_sources) == 96  # 6 steps, every search-valid batch full
+    passes = [valid_sources[i : i + 32] for i in (0, 32, 64)]
+    assert all(sorted(p) == list(range(32)) for p in passes)
+    assert passes[0] != passes[1]
+
+
+def test_enas_normalisation(small):
+    data = SearchData(*small, batch_size=16, seed=0, device="cpu", normalization="enas")
+    mean, std = (
+        torch.tensor([0.4914, 0.4822, 0.4465]).view(3, 1, 1),
+        torch.tensor([0.2023, 0.1994, 0.2010]).view(3, 1, 1),
+    )
+    torch.testing.assert_close(
+        next(data.valid_batches())[0], (torch.from_numpy(small[0][64:80]).float() / 255 - mean) / std
+    )
+
+
+def test_cutout_probability_rises_linearly_and_squares_are_cut_after_normalisation(small):
+    from harness.data import cutout_probability
+
+    assert [cutout_probability(e, 100, 1.0) for e in (0, 33, 99)] == [0.0, 1 / 3, 1.0]
+    plain = search_data(small)
+    cut = SearchData(*small, batch_size=16, seed=0, device="cpu", cutout_length=16, epochs=5)
+    assert cut.cutout(4) == (16, 1.0) and plain.cutout(4) is None
+    # epoch 0: probability 0, the same crops and flips as without cutout (cutout has its own random stream)
+    for (a, b), (c, d) in zip(plain.epoch(0), cut.epoch(0), strict=True):
+        torch.testing.assert_close(a[0], c[0])
+        torch.testing.assert_close(b[0], d[0])
+    # last epoch: probability 1, every image has a zeroed square of at most 16 x 16 (clipped at the borders)
+    for (train, valid), (train_plain, _) in zip(cut.epoch(4), plain.epoch(4), strict=True):
+        for image, original in zip(train[0], train_plain[0], strict=True):
+            zeroed = (image == 0).all(dim=0) & (original != 0).any(dim=0)
+            rows, cols = zeroed.any(dim=1).nonzero().flatten(), zeroed.any(dim=0).nonzero().flatten()
+            assert 0 < len(rows) <= 16 and 0 < len(cols) <= 16
+            assert zeroed[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()  # a rectangle
+        assert (valid[0] == 0).all(dim=1).flatten(1).any(dim=1).all()  # search-valid too
+
+
+def test_search_data_takes_the_optimizers_split_and_normalisation_and_the_runs_cutout(small):
+    from harness.components import search_data as run_data
+    from harness.config import make_config
+
+    enas = run_data(make_config("enas", 1, cutout=True, epochs=5), 16, torch.device("cpu"), *small)
+    assert (len(enas.train), len(enas.valid), enas.cutout(4)) == (115, 13, (16, 1.0))  # floor(0.9 x 128)
+    torch.testing.assert_close(enas.train._std.flatten(), torch.tensor([0.2023, 0.1994, 0.2010]))
+    darts = run_data(make_config("darts", 1), 16, torch.device("cpu"), *small)
+    assert (len(darts.train), len(darts.valid), darts.cutout(4)) == (64, 64, None)

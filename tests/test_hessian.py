@@ -9,6 +9,7 @@ import optimizers
 from benchmarks.nasbench1shot1 import OneShotModel, get_search_space
 from harness.hessian import (
     FULL_HESSIAN_METHODS,
+    LANCZOS_TOLERANCE,
     architecture_eigenpair,
     architecture_hessian,
     batch_statistics_only,
@@ -147,10 +148,31 @@ def test_lanczos_eigenvalue_matches_the_full_hessian(space_number):
     model, optimizer, batch = _tiny_darts(space_number)
     objective = optimizer.architecture_objective(batch)
     exact = top_eigenpair(architecture_hessian(model, [objective], optimizer.alphas))
-    fast = architecture_eigenpair(model, [objective], optimizer.alphas, "lanczos")
+    fast = architecture_eigenpair(model, [objective], optimizer.alphas, "lanczos", tolerance=1e-7)
     assert fast.value == pytest.approx(exact.value, rel=1e-6)
     assert fast.products < exact.products
+    default = architecture_eigenpair(model, [objective], optimizer.alphas, "lanczos")
+    assert default.value == pytest.approx(exact.value, rel=LANCZOS_TOLERANCE)
+    assert default.products <= fast.products
     assert abs(float(fast.vector @ exact.vector)) == pytest.approx(1.0, abs=1e-3)
     rows = architecture_eigenpair(model, [objective], optimizer.alphas, "rows")
     assert rows.value == pytest.approx(exact.value, rel=1e-9)
     assert dominant_eigenvalue(rows, 1e-3) == pytest.approx(abs(exact.value + 1e-3), rel=1e-9)
+
+
+def test_the_default_tolerance_keeps_the_order_of_eigenvalues():
+    """Lanczos at the default tolerance orders the eigenvalues of different batches and states as
+    the exact Hessians do (the tolerance is far below their spread)."""
+    model, optimizer, (images, labels) = _tiny_darts(1)
+    exact, fast = [], []
+    for scale in (1.0, 0.5, 3.0):  # alphas x1, x0.5, x1.5
+        with torch.no_grad():
+            for alpha in optimizer.alphas:
+                alpha.mul_(scale)
+        for part in (slice(0, 3), slice(3, 6), slice(0, 6)):
+            objective = optimizer.architecture_objective((images[part], labels[part]))
+            exact.append(top_eigenpair(architecture_hessian(model, [objective], optimizer.alphas)).value)
+            fast.append(architecture_eigenpair(model, [objective], optimizer.alphas).value)
+    assert len(set(exact)) == len(exact)
+    assert sorted(range(len(exact)), key=exact.__getitem__) == sorted(range(len(fast)), key=fast.__getitem__)
+    assert all(abs(f - e) <= LANCZOS_TOLERANCE * abs(e) for f, e in zip(fast, exact))

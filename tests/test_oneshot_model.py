@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmarks.nasbench1shot1 import CellChoice, Mixing, OneShotModel, get_search_space
-from benchmarks.nasbench1shot1.ops import ConvBnRelu, MixedOp, channel_shuffle
+from benchmarks.nasbench1shot1.model import Cell
+from benchmarks.nasbench1shot1.ops import ConvBnRelu, NodeOps, channel_shuffle, max_pool
 
 CELLS = 3
 
@@ -69,7 +70,7 @@ def stand_alone_forward(model: OneShotModel, choice: CellChoice, x: Tensor, chan
             for parent in choice.parents[node - 1]:
                 term = projections[node - 1] if parent == 0 else outputs[parent]
                 node_input = term if node_input is None else node_input + term
-            outputs[node] = cell.mixed_ops[node - 1].ops[choice.ops[node - 1]](node_input)
+            outputs[node] = cell.nodes.single(node_input, node - 1, choice.ops[node - 1])
         parts = [outputs[k] if k in choice.output_parents else torch.zeros_like(outputs[k]) for k in range(1, n + 1)]
         s = torch.cat(parts, dim=1)
         if 0 in choice.output_parents:
@@ -126,8 +127,9 @@ def test_adopt_batch_statistics_gives_the_used_layers_this_batchs_statistics():
     assert last.momentum == 0.1 and model.stem[1].momentum == 0.003
     torch.testing.assert_close(last.running_mean, inputs[0].mean(dim=(0, 2, 3)), atol=1e-12, rtol=0)
     torch.testing.assert_close(last.running_var, inputs[0].var(dim=(0, 2, 3)), atol=1e-12, rtol=0)
-    unused = "cells.0.mixed_ops.0.ops.1.1.running_mean"
-    assert torch.equal(model.state_dict()[unused], before[unused])
+    unused = "cells.0.nodes.bns.0.running_mean"  # its first half: node 1's conv3x3
+    assert torch.equal(model.state_dict()[unused][:2], before[unused][:2])
+    assert not torch.equal(model.state_dict()[unused][2:], before[unused][2:])
     assert not torch.equal(model.stem[1].running_mean, before["stem.1.running_mean"])
     # eval mode now differs from train mode only by the unbiased variance of small batches
     assert (model(x, mixing) - train_logits).abs().max() < stale_error / 5
@@ -201,7 +203,7 @@ def test_gradients_reach_every_alpha_under_softmax_weights(number):
 
 
 @pytest.mark.parametrize("number", [1, 3])
-def test_straight_through_op_weights_pass_gradients_to_ops_that_did_not_run(number):
+def test_straight_through_op_weights_pass_gradients_to_ops_that_did_not_run(number, monkeypatch):
     """GDAS/NASP style: one-hot op weights + (p - p.detach()), only the chosen op runs. The other
     ops' weights enter as constants, so d loss / d w[node, j] for a skipped op j is the sum of the
     node's output gradient, and w[node, chosen] gets <output gradient, op output>."""
@@ -217,26 +219,20 @@ def test_straight_through_op_weights_pass_gradients_to_ops_that_did_not_run(numb
 
     node_outputs: list[tuple[int, Tensor]] = []
     ran = set()
+    mixed_op, single = Cell._mixed_op, NodeOps.single
 
-    def keep_output(index):
-        def hook(module, inputs, output):
-            output.retain_grad()
-            node_outputs.append((index, output))
+    def keep_output(cell, x, node, *args):
+        output = mixed_op(cell, x, node, *args)
+        output.retain_grad()
+        node_outputs.append((node, output))
+        return output
 
-        return hook
+    def note_run(nodes, x, node, op):
+        ran.add((node, op))
+        return single(nodes, x, node, op)
 
-    def note_run(index, op):
-        def hook(module, inputs):
-            ran.add((index, op))
-
-        return hook
-
-    for cell in model.cells:
-        for i, mixed in enumerate(cell.mixed_ops):
-            mixed.register_forward_hook(keep_output(i))
-            for op_index, op in enumerate(mixed.ops):
-                op.register_forward_pre_hook(note_run(i, op_index))
-
+    monkeypatch.setattr(Cell, "_mixed_op", keep_output)
+    monkeypatch.setattr(NodeOps, "single", note_run)
     F.cross_entropy(model(images(), mixing), torch.arange(4) % 10).backward()
 
     assert ran == {(i, int(op)) for i, op in enumerate(chosen)}  # only the chosen ops ran
@@ -254,13 +250,14 @@ def test_straight_through_op_weights_pass_gradients_to_ops_that_did_not_run(numb
 
 def test_mixed_op_with_a_choice_adds_the_other_weights_as_constants():
     torch.manual_seed(0)
-    op = MixedOp(4, bn_momentum=0.1).double().train()
+    cell = Cell(get_search_space(1), 4, 4, bn_momentum=0.1, partial_channels=1).double().train()
     x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
     weights = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64, requires_grad=True)
-    out = op(x, weights, choice=1)
-    torch.testing.assert_close(out, 0.5 * op.ops[1](x) + 0.5, atol=1e-12, rtol=0)
-    dense = op(x, weights)
-    torch.testing.assert_close(dense, sum(w * o(x) for w, o in zip(weights, op.ops)), atol=1e-12, rtol=0)
+    out = cell._mixed_op(x, 0, weights, 1, None)
+    torch.testing.assert_close(out, 0.5 * cell.nodes.single(x, 0, 1) + 0.5, atol=1e-12, rtol=0)
+    dense = cell._mixed_op(x, 0, weights, None, cell.nodes.fused_kernels()[0])
+    ops = [max_pool(x), cell.nodes.single(x, 0, 1), cell.nodes.single(x, 0, 2)]
+    torch.testing.assert_close(dense, sum(w * o for w, o in zip(weights, ops)), atol=1e-12, rtol=0)
 
 
 # --- partial channels ----------------------------------------------------------------------------
@@ -278,56 +275,61 @@ def test_channel_shuffle_interleaves_groups():
 
 def test_partial_channel_mixed_op_runs_a_quarter_and_shuffles_the_rest_through():
     torch.manual_seed(0)
-    op = MixedOp(8, bn_momentum=0.1, partial_channels=4).double().train()
+    cell = Cell(get_search_space(1), 8, 8, bn_momentum=0.1, partial_channels=4).double().train()
     x = torch.randn(2, 8, 5, 5, dtype=torch.float64)
     weights = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
-    out = op(x, weights)
+    out = cell._mixed_op(x, 0, weights, None, cell.nodes.fused_kernels()[0])
     assert out.shape == x.shape
-    mixed = sum(w * o(x[:, :2]) for w, o in zip(weights, op.ops))
+    part = x[:, :2]
+    mixed = sum(
+        w * o for w, o in zip(weights, [max_pool(part), cell.nodes.single(part, 0, 1), cell.nodes.single(part, 0, 2)])
+    )
     # concat [mixed (2 channels), x[:, 2:] (6)] shuffled in 4 groups of 2 -> order [0, 2, 4, 6, 1, 3, 5, 7]
     torch.testing.assert_close(out[:, [0, 4]], mixed, atol=1e-12, rtol=0)
     torch.testing.assert_close(out[:, [1, 2, 3, 5, 6, 7]], x[:, [2, 4, 6, 3, 5, 7]], atol=0, rtol=0)
     with pytest.raises(ValueError, match="partial-channel"):
-        MixedOp(6, bn_momentum=0.1, partial_channels=4)
+        Cell(get_search_space(1), 6, 6, bn_momentum=0.1, partial_channels=4)
 
 
 @pytest.mark.parametrize("number", [1, 3])
-def test_partial_channels_each_op_sees_a_quarter_of_the_channels(number):
+def test_partial_channels_each_op_sees_a_quarter_of_the_channels(number, monkeypatch):
     space = get_search_space(number)
     model = tiny_model(number, channels=8, partial_channels=4).train()
-    seen: list[tuple[int, int, int]] = []  # (cell channels, op input channels, op output channels)
+    seen: list[tuple[int, int, int]] = []  # (cell channels, op input channels, channels per op output)
     shapes: list[tuple[int, tuple[int, ...], tuple[int, ...]]] = []
+    mixed_op, convolutions, single = Cell._mixed_op, NodeOps.convolutions, NodeOps.single
 
-    def op_hook(channels):
-        def hook(module, inputs, output):
-            seen.append((channels, inputs[0].shape[1], output.shape[1]))
+    def record_mixed(cell, x, *args):
+        out = mixed_op(cell, x, *args)
+        shapes.append((cell.channels, tuple(x.shape), tuple(out.shape)))
+        return out
 
-        return hook
+    def record_convolutions(nodes, x, *args):
+        out = convolutions(nodes, x, *args)  # both conv ops: 2 * C / 4 channels
+        seen.append((4 * nodes.channels, x.shape[1], out.shape[1] // 2))
+        return out
 
-    def mixed_hook(channels):
-        def hook(module, inputs, output):
-            shapes.append((channels, tuple(inputs[0].shape), tuple(output.shape)))
+    def record_single(nodes, x, *args):
+        out = single(nodes, x, *args)
+        seen.append((4 * nodes.channels, x.shape[1], out.shape[1]))
+        return out
 
-        return hook
-
-    for cell in model.cells:
-        for mixed in cell.mixed_ops:
-            mixed.register_forward_hook(mixed_hook(cell.channels))
-            mixed.ops[0].register_forward_hook(op_hook(cell.channels))  # the maxpool
-            mixed.ops[1][0].register_forward_hook(op_hook(cell.channels))  # conv3x3
-            mixed.ops[2][0].register_forward_hook(op_hook(cell.channels))  # conv1x1
+    monkeypatch.setattr(Cell, "_mixed_op", record_mixed)
+    monkeypatch.setattr(NodeOps, "convolutions", record_convolutions)
+    monkeypatch.setattr(NodeOps, "single", record_single)
     alphas = random_alphas(space, seed=0)
     out = model(images(), Mixing.from_weights([F.softmax(a, dim=-1) for a in alphas]))
     assert out.shape == (4, 10)
     n = space.num_choice_nodes
     assert [c for c, _, _ in shapes] == [8] * n + [16] * n + [32] * n
-    assert len(seen) == 3 * CELLS * n
+    assert len(seen) == CELLS * n
     assert all(seen_in == seen_out == channels // 4 for channels, seen_in, seen_out in seen)
     assert all(shape_in == shape_out and shape_in[1] == channels for channels, shape_in, shape_out in shapes)
     # the sparse path too
     seen.clear()
     model(images(), Mixing.from_choice(space, architectures(number)[1]))
-    assert len(seen) == CELLS * n and all(i == o == c // 4 for c, i, o in seen)
+    assert len(seen) == CELLS * n
+    assert all(i == o == c // 4 for c, i, o in seen)
 
 
 # --- parameter counts ----------------------------------------------------------------------------

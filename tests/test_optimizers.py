@@ -26,7 +26,7 @@ from tests import helpers
 
 STEPS = 2
 EPOCHS = 2
-FAST_SETTINGS = {"eval_samples": 4, "eval_top": 2, "attack_steps": 2}
+FAST_SETTINGS = {"eval_samples": 4, "eval_top": 2, "attack_steps": 2, "controller_steps": 3}
 """Config fields that, where an optimizer has them, keep it quick (end-of-epoch search, attack)."""
 
 

@@ -11,6 +11,7 @@ import pytest
 
 import plots
 from plots.output import atomic_write
+from plots.style import FALLBACK_COLOURS as FALLBACK
 from plots.style import linestyle_for, sort_optimizers
 
 PLOTS_DIR = Path(plots.__file__).parent
@@ -38,6 +39,7 @@ def make_table(benchmark: str = "synthetic") -> pd.DataFrame:
                             "hessian_eigenvalue": np.nan if optimizer == "enas" else 0.1 * (epoch + 1) + 0.01 * seed,
                             "epoch_seconds": 10.0 + seed,
                             "extra_unknown_column": "ignored",
+                            "schema_version": 4,
                         }
                     )
     return pd.DataFrame(rows)
@@ -145,11 +147,12 @@ def test_labels_and_fallback_colours_are_stable() -> None:
 
 
 @pytest.mark.parametrize(("benchmark", "synthetic"), [("synthetic", True), ("nasbench101", False)])
-def test_synthetic_label_in_every_title(benchmark: str, synthetic: bool) -> None:
+def test_benchmark_named_once_in_a_one_line_title(benchmark: str, synthetic: bool) -> None:
     for fig in plots.figures(make_table(benchmark)).values():
-        titles = all_titles(fig)
-        assert all(("synthetic benchmark" in t) is synthetic for t in titles), titles
-        assert ("NAS-Bench-101" in fig.get_suptitle()) is not synthetic
+        title = fig.get_suptitle()
+        assert "\n" not in title and title.count("synthetic benchmark") == int(synthetic), title
+        assert ("NAS-Bench-101" in title) is not synthetic
+        assert not any("benchmark" in ax.get_title() for ax in fig.axes)
 
 
 def test_runs_of_different_benchmarks_are_not_averaged_together(tmp_path: Path) -> None:
@@ -208,9 +211,81 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
 
 
 def test_plots_imports_nothing_from_the_runner() -> None:
+    """Only the table format's definition (`harness.schema`, pandas only) is shared."""
     for source in PLOTS_DIR.glob("*.py"):
         for node in ast.walk(ast.parse(source.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
             if isinstance(node, ast.ImportFrom) and node.module:
                 names.append(node.module)
-            assert not {n.split(".")[0] for n in names} & {"harness", "optimizers", "benchmarks"}, source
+            outside = {n.split(".")[0] for n in names if n != "harness.schema"}
+            assert not outside & {"harness", "optimizers", "benchmarks"}, source
+    schema = ast.parse((PLOTS_DIR.parent / "harness" / "schema.py").read_text())
+    imported = {a.name for n in ast.walk(schema) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(schema) if isinstance(n, ast.ImportFrom)}
+    assert imported <= {"__future__", "pandas"}
+
+
+def legend_texts(fig) -> list[str]:
+    return [text.get_text() for legend in fig.legends for text in legend.get_texts()]
+
+
+def test_pdfs_embed_truetype_not_type3_and_sizes_are_paper_sizes(tmp_path: Path) -> None:
+    plots.make_figures(make_table(), tmp_path)
+    pdf = (tmp_path / "anytime_test_error.pdf").read_bytes()
+    assert b"/Subtype /Type3" not in pdf and b"/FontFile2" in pdf  # TrueType (font type 42) embedded
+    wide = plots.figures(make_table())["anytime_test_error"]
+    narrow = plots.figures(make_table(), size="one-column")["anytime_test_error"]
+    assert wide.get_size_inches()[0] == 6.75 and narrow.get_size_inches()[0] == 3.25
+    assert all(ax.title.get_fontsize() >= 7 for ax in [*wide.axes, *narrow.axes])
+
+
+def test_legend_counts_seeds_and_epochs_fewer_seeds_reached_are_marked() -> None:
+    table = make_table()
+    table = table[~((table["optimizer"] == "darts") & (table["seed"] == 2) & (table["epoch"] > 2))]
+    fig = plots.figures(table)["anytime_test_error"]
+    texts = legend_texts(fig)
+    assert "DARTS (n=3)" in texts and "SDARTS-RS (n=3)" in texts and "fewer seeds reached" in texts
+    darts = next(line for line in fig.axes[0].get_lines() if line.get_label() == "DARTS")
+    assert np.isnan(darts.get_ydata()[3:]).all() and not np.isnan(darts.get_ydata()[:3]).any()
+    assert "fewer seeds reached" not in legend_texts(plots.figures(make_table())["anytime_test_error"])
+
+
+def test_clipped_log_bands_are_marked() -> None:
+    table = make_table()
+    table.loc[table["seed"] == 2, "regret"] += 1.0  # std far above the mean: the lower edge is cut off
+    fig = plots.figures(table, log_y=True, regret=True)["anytime_regret"]
+    assert "band cut at axis" in legend_texts(fig)
+
+
+def test_fallback_colours_stay_away_from_curated_ones() -> None:
+    from plots.style import _KNOWN, _distance
+
+    curated = [colour for _, colour in _KNOWN.values()]
+    for name in ("my-method", "rdarts-l2-0.0003", "x", "another"):
+        assert min(_distance(plots.color_for(name), c) for c in curated) >= 0.3
+    assert plots.label_for("random-ws") == "Random WS" and plots.color_for("random-ws") not in FALLBACK
+    assert plots.label_for("rdarts-l2-0.0003") == "R-DARTS(L2) wd=0.0003"
+
+
+def test_old_tables_read_with_the_new_column_names() -> None:
+    old = make_table().drop(columns="schema_version").assign(valid_error=0.1, valid_accuracy=0.5)
+    table = plots.load_table(old)
+    assert {"benchmark_valid_error", "supernet_valid_accuracy"} <= set(table) and "valid_error" not in table
+    assert table["epoch"].min() == 1  # version 1: row e was after e + 1 epochs
+    assert list(table["variant"].unique()) == list(OPTIMIZERS) == list(table["method"].unique())
+
+
+def test_presets_draw_what_is_there_and_name_what_is_missing(tmp_path: Path) -> None:
+    table = make_table()
+    selected = table[table["optimizer"] == "darts"].assign(method="R-DARTS(L2)", variant="rdarts-l2-0.0003")
+    table = pd.concat([table, selected], ignore_index=True)
+    lines: list[str] = []
+    written = {p.name for p in plots.make_figures(table, tmp_path, figure="all", report=lines.append)}
+    assert {"fig3_test_error.pdf", "regularisation_hessian_eigenvalue.png", "regularisation_summary.md"} <= written
+    assert "anytime_test_error.pdf" in written
+    assert any(line.startswith("fig3: DARTS") and "hessian-reg" in line for line in lines), lines
+    markdown = (tmp_path / "regularisation_summary.md").read_text()
+    assert "| R-DARTS(L2) | 0.1130 ± 0.0100 (3) | 0.1140 ± 0.0100 (3) |" in markdown, markdown
+    assert "darts-es" in markdown  # named as missing
+    fig = plots.figures(table, figure="regularisation")["regularisation_test_error"]
+    assert legend_texts(fig)[:2] == ["R-DARTS(L2) (n=3)", "SDARTS-RS (n=3)"]  # the preset's order

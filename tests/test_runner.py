@@ -1,4 +1,5 @@
-"""The runner: one row per epoch with every column, resume after SIGKILL, failures recorded."""
+"""The runner: row 0 before training, then one row per epoch with every column, resume after SIGKILL,
+failures recorded."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from benchmarks.nasbench101.synthetic import write_synthetic
 from harness import locks
 from harness.checkpoint import CheckpointError
 from harness.config import SettingError
-from harness.results import CHECKPOINT_FILE, COLUMNS, LOCK_FILE, TABLE_FILE, TIMING_COLUMNS, read_status, read_table
+from harness.measurements import declared_columns
+from harness.results import CHECKPOINT_FILE, LOCK_FILE, TABLE_FILE, TIMING_COLUMNS, read_status, read_table
 from harness.runner import RunFailed, run_search
 from tests.runs import cli_args, start_cli, tiny_config
 
@@ -33,9 +35,11 @@ def test_quick_run_writes_every_column(cifar_root, tmp_path):
     config = tiny_config(cifar_root, tmp_path, "sdarts-adv", space=3)
     run_dir = run_search(config, progress=False, log=lambda _: None)
     frame = read_table(run_dir / TABLE_FILE)
-    assert list(frame.columns) == list(COLUMNS)
-    assert frame["epoch"].tolist() == [0, 1, 2]
-    assert not frame.isna().any().any()
+    assert list(frame.columns) == list(declared_columns())
+    assert frame["epoch"].tolist() == [0, 1, 2, 3]
+    assert frame.loc[0, ["train_loss", "train_accuracy"]].isna().all()
+    assert not frame.drop(columns=["stop_reason"]).loc[1:].isna().any().any()
+    assert frame["stop_reason"].isna().all() and frame["selected"].tolist() == [False, False, False, True]
     assert (frame["hessian_eigenvalue"] > 0).all()
     assert (frame["benchmark"] == "synthetic").all()
     assert ((frame["test_error"] > 0) & (frame["test_error"] < 1)).all()
@@ -100,7 +104,7 @@ def test_nan_loss_stops_the_run_and_keeps_rows(cifar_root, tmp_path):
     run_dir = Path(config.out) / config.run_name
     status = read_status(run_dir)
     assert status["state"] == "failed" and status["failed_epoch"] == 1 and "nan" in status["error"]
-    assert read_table(run_dir / TABLE_FILE)["epoch"].tolist() == [0]
+    assert read_table(run_dir / TABLE_FILE)["epoch"].tolist() == [0, 1]
 
 
 def test_a_run_that_completed_no_epoch_may_start_over_with_other_settings(cifar_root, tmp_path):
@@ -162,7 +166,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(cifar_root, tmp_path):
         config = tiny_config(cifar_root, tmp_path / out, seed=seed, epochs=1, hessian=False)
         tables.append(_comparable(read_table(run_search(config, progress=False, log=lambda _: None) / TABLE_FILE)))
     pd.testing.assert_frame_equal(tables[0], tables[1])
-    assert tables[0]["train_loss"][0] != tables[2]["train_loss"][0]
+    assert tables[0]["train_loss"][1] != tables[2]["train_loss"][1]
 
 
 def test_a_run_directory_in_use_is_refused(cifar_root, tmp_path):
@@ -191,7 +195,7 @@ def test_a_run_written_before_new_settings_existed_still_resumes(cifar_root, tmp
     config = tiny_config(cifar_root, tmp_path, epochs=2, hessian=False)
     run_dir = run_search(config, progress=False, log=lambda _: None)
     saved = json.loads((run_dir / "config.json").read_text())
-    for key in ("channels_last", "hessian_batches", "bn_momentum"):
+    for key in ("channels_last", "hessian_batches", "hessian_data", "bn_momentum", "variant"):
         del saved["resolved"]["run"][key]
     del saved["resolved"]["optimizer_config"]["reference_lr_schedule"]
     (run_dir / "config.json").write_text(json.dumps(saved))
@@ -202,7 +206,15 @@ def test_a_run_written_before_new_settings_existed_still_resumes(cifar_root, tmp
 
 @pytest.mark.parametrize(
     "setting",
-    [{"hessian_method": "exact"}, {"hessian_batches": 0}, {"epochs": 0}, {"valid_batches": 0}, {"device": "tpu"}],
+    [
+        {"hessian_method": "exact"},
+        {"hessian_batches": 0},
+        {"epochs": 0},
+        {"valid_batches": 0},
+        {"device": "tpu"},
+        {"hessian_data": "random"},
+        {"variant": "Has Space"},
+    ],
 )
 def test_invalid_settings_are_refused_when_the_config_is_made(cifar_root, tmp_path, setting):
     with pytest.raises(SettingError, match=next(iter(setting))):
@@ -210,7 +222,7 @@ def test_invalid_settings_are_refused_when_the_config_is_made(cifar_root, tmp_pa
 
 
 def test_more_hessian_batches_than_the_data_holds_is_refused_before_training(cifar_root, tmp_path):
-    config = tiny_config(cifar_root, tmp_path, hessian_batches=4)
+    config = tiny_config(cifar_root, tmp_path, hessian_data="fresh", hessian_batches=4)
     with pytest.raises(SettingError, match="hessian_batches=4"):
         run_search(config, progress=False, log=lambda _: None)
     run_dir = Path(config.out) / config.run_name

@@ -509,3 +509,23 @@ def test_fragment_models_in_a_space_hash_from_their_stored_specs(shared_dir: Pat
         assert ModelSpec.from_labels(matrix, [labels[i] for i in keep]).hash() == key
         checked += 1
     assert checked > 0
+
+
+def test_near_ties_are_decided_by_a_float32_torch_softmax_as_the_benchmark_does():
+    """Issue #11's minimal case: node-4 op alphas within 2e-7 of each other. The benchmark's
+    float32 torch softmax picks conv1x1 (the largest alpha); a numpy softmax ties it with
+    maxpool and picks maxpool. Float64 alphas are cast to float32 first, as there."""
+    space = get_search_space(1)
+    for dtype in (np.float32, np.float64):
+        alphas = [np.zeros(shape, dtype=dtype) for shape in space.alpha_shapes]
+        alphas[0][3] = [-0.9010330438613892, -0.9010332226753235, -0.9010329842567444]
+        alphas[1][0] = [0, 0, 0, 0, 1]
+        assert space.choose(alphas).ops == (0, 0, 0, 2)
+        assert space.discretize(alphas).ops[-2] == C1
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.tensor([[-0.9010330438613892, -0.9010332226753235, -0.9010329842567444]])
+    rows = rows + torch.randn(200, 1, generator=generator) + 1e-7 * torch.randn(200, 3, generator=generator)
+    for row in rows:
+        alphas = [np.zeros(shape, dtype=np.float32) for shape in space.alpha_shapes]
+        alphas[0][0] = row.numpy()
+        assert space.choose(alphas).ops[0] == int(torch.softmax(row, dim=-1).numpy().argmax())

@@ -19,10 +19,10 @@ from harness import locks, sweep
 from harness.commands.collect import collect_to_files
 from harness.commands.plot import make_plots
 from harness.config import RunConfig
+from harness.measurements import declared_columns
 from harness.results import (
     CHECKPOINT_FILE,
     COLLECTED_FILE,
-    COLUMNS,
     CONFIG_FILE,
     LOCK_FILE,
     STATUS_FILE,
@@ -32,7 +32,9 @@ from harness.results import (
     read_status,
     read_table,
 )
+from harness.run_log import LOG_FILE, default_threads, device_name, finished_line, run_logging, set_threads
 from harness.runner import run_search
+from harness.schema import RUN_KEY
 from harness.sweep import gpu_slot, parse_int_list, run_one, run_sweep
 from tests.runs import RAISING_PLUGIN, TINY_SETTINGS, set_args, start_cli, tiny_config
 
@@ -124,6 +126,9 @@ def test_failing_runs_are_reported_and_the_rest_complete_then_skipped(
     assert [o.run for o in outcomes] == [c.run_name for c in configs]
     assert [o.state for o in outcomes] == ["completed", "failed", "failed", "completed"], outcomes
     assert outcomes[1].detail == "RuntimeError: boom in step"
+    log = Path(outcomes[1].log)
+    assert log == out / configs[1].run_name / LOG_FILE
+    assert "Traceback" in log.read_text() and "RuntimeError: boom in step" in log.read_text()
     assert "missing.tfrecord not found" in outcomes[2].detail and "--benchmark synthetic" in outcomes[2].detail
     finished = [out / configs[i].run_name for i in (0, 3)]
     assert all(is_complete(d) for d in finished)
@@ -233,12 +238,13 @@ def test_collect_and_plot(cifar_root: Path, reference: Path, tmp_path: Path) -> 
 
     parquet, csv, rows = collect_to_files(results)
     assert (parquet.name, csv.name) == (f"{COLLECTED_FILE}.parquet", f"{COLLECTED_FILE}.csv")
-    assert rows == sum(len(t) for t in run_tables) == len(OPTIMIZERS) * len(SEEDS) * EPOCHS + 2
+    assert rows == sum(len(t) for t in run_tables) == len(OPTIMIZERS) * len(SEEDS) * (EPOCHS + 1) + 3
     collected = pd.read_parquet(parquet)
-    assert list(collected.columns) == list(COLUMNS)
-    expected = pd.concat(run_tables).sort_values(["space", "optimizer", "seed", "epoch"], ignore_index=True)
+    dtypes = {name: column.dtype for name, column in declared_columns().items()}
+    assert list(collected.columns) == list(dtypes)
+    expected = pd.concat(run_tables).sort_values([*RUN_KEY, "epoch"], ignore_index=True)
     pd.testing.assert_frame_equal(collected, expected)
-    from_csv = pd.read_csv(csv, dtype={"arch_hash": str}).astype(COLUMNS)
+    from_csv = read_table(csv).astype(dtypes)
     pd.testing.assert_frame_equal(from_csv, collected)
 
     figures = tmp_path / "figures"
@@ -282,3 +288,40 @@ def test_a_dead_worker_is_reported_not_raised(cifar_root: Path, synthetic_table,
     assert "run the sweep again to resume" in outcomes[0].detail
     for config, outcome in zip(configs[1:], outcomes[1:]):  # finished before the pool broke, or not
         assert outcome.state == ("completed" if is_complete(tmp_path / config.run_name) else "failed")
+
+
+def test_run_logging_tees_prints_and_tracebacks_once_when_nested(tmp_path: Path, capsys) -> None:
+    lines: list[str] = []
+    with pytest.raises(ValueError), run_logging(tmp_path / "run", lines.append) as log:
+        log("epoch 1/3 | test error 0.1")
+        print("a warning on stdout")
+        with run_logging(tmp_path / "run", print) as inner:  # the runner's own, inside a sweep's
+            inner("epoch 2/3")
+        raise ValueError("boom")
+    text = (tmp_path / "run" / LOG_FILE).read_text()
+    assert lines == ["epoch 1/3 | test error 0.1", "epoch 2/3"]
+    assert text.count("epoch 2/3") == 1 and "a warning on stdout" in text
+    assert "Traceback (most recent call last)" in text and "ValueError: boom" in text
+    assert "a warning on stdout" in capsys.readouterr().out
+
+
+def test_threads_and_end_of_run_lines(tmp_path: Path) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(1) == 1 == torch.get_num_threads()
+        assert set_threads(None, concurrent=10**6) == 1  # never 0, even with more runs than cores
+    finally:
+        torch.set_num_threads(before)
+    assert 1 <= default_threads() <= (os.cpu_count() or 1)
+    with pytest.raises(HarnessError, match="--threads"):
+        set_threads(0)
+    assert "python -m harness plot" in finished_line(tmp_path / "darts-s1-seed0")
+    assert device_name(torch.device("cpu"))
+
+
+def test_dask_missing_is_a_clear_error_before_anything_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sweep.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(HarnessError, match=r"pip install -e '\.\[dask\]'"):
+        run_sweep([], backend="dask")

@@ -111,3 +111,24 @@ def test_weight_step_leaves_a_gradient_below_5_alone():
     weights.step(1e-3 * layer(torch.ones(2, 4)).sum())
     torch.testing.assert_close(layer.weight.grad, torch.full((3, 4), 2e-3))  # norm 0.008: not clipped
     torch.testing.assert_close(layer.bias.grad, torch.full((3,), 2e-3))
+
+
+ARCHITECTURE_OPTIMIZERS = ["darts", "pcdarts", "sdarts-rs", "gdas", "nasp"]
+
+
+@pytest.mark.parametrize("name", ARCHITECTURE_OPTIMIZERS)
+def test_warm_start_epochs_train_only_the_weights(name, cifar_batches):
+    """The reference option `--warm_start_epochs N`: no architecture step in epochs 0..N-1."""
+    from tests.helpers import build
+
+    optimizer = build(name, warm_start_epochs=1)
+    assert optimizer.Config().warm_start_epochs == 0
+    alphas = [alpha.detach().clone() for alpha in optimizer.alphas]
+    weights = [p.detach().clone() for p in optimizer.model.parameters()]
+    optimizer.new_epoch(0, 3)
+    optimizer.step(*cifar_batches[0])
+    assert all(torch.equal(a, b) for a, b in zip(alphas, optimizer.alphas, strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(weights, optimizer.model.parameters(), strict=True))
+    optimizer.new_epoch(1, 3)
+    optimizer.step(*cifar_batches[1])
+    assert any(not torch.equal(a, b) for a, b in zip(alphas, optimizer.alphas, strict=True))

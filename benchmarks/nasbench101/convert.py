@@ -9,12 +9,19 @@ Cache layout (uncompressed .npz, no pickles), M models sorted by hash, R records
 - `model_offsets` (M + 1,) int64: records of model i are rows offsets[i]:offsets[i + 1];
 - `model`, `epochs`, `repeat` (R,) int32 / int32 / int16; `RECORD_COLUMNS` (R,) float64
   (accuracies as fractions in [0, 1], training times in seconds);
-- `metadata`: UTF-8 JSON (format version, source file name/size/mtime, counts, budgets, `synthetic`).
+- `metadata`: UTF-8 JSON (format version, source file name/size/mtime/CRC32C, counts, budgets, `synthetic`).
 The repeat number is the order in which a (model, epochs) pair's records appear in the file.
+
+A cache is served for a source only when the source's name, size, mtime and CRC32C of its whole
+content are those recorded at conversion: a file edited in place with its size and mtime kept is
+converted again. The full checksum is a choice over a sampled one (which can miss a one-byte
+edit): with the hardware CRC32C it costs about 0.15 s per 500 MB when the file is in the page
+cache (more on a cold disk), well inside the 1 s a load may take.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,11 +32,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from benchmarks.cache import atomic_write, cache_dir
+from benchmarks.cache import atomic_write, build_lock, cache_dir, remove_orphans
 from benchmarks.errors import DataFileError, HarnessError, MissingFileError
 from benchmarks.nasbench101.model_spec import MAX_VERTICES, PADDING_LABEL
 from benchmarks.nasbench101.record import SYNTHETIC_PREFIX, check_cell, decode_payload
-from benchmarks.nasbench101.tfrecord import FETCH_HINT, corrupt_record_error, iter_records
+from benchmarks.nasbench101.tfrecord import FETCH_HINT, corrupt_record_error, file_crc32c, iter_records
 
 FORMAT = "nas-harness/nasbench101-table"
 FORMAT_VERSION = 1
@@ -60,6 +67,17 @@ MISSING_HINT = (
     "download it with `python -m harness fetch nasbench101` (add --full for all budgets), "
     "or use `--benchmark synthetic` for made-up data that is not NAS-Bench-101"
 )
+
+
+def check_table_path(path: Path) -> None:
+    """Raise `MissingFileError` for a table path that does not exist, `DataFileError` for a folder."""
+    if path.is_dir():
+        raise DataFileError(
+            f"NAS-Bench-101 table {path} is a folder, not a file: give the .tfrecord (or its {CACHE_SUFFIX} cache) "
+            "inside it"
+        )
+    if not path.exists():
+        raise MissingFileError(f"NAS-Bench-101 table {path} does not exist; {MISSING_HINT}")
 
 
 def default_cache_path(source: str | os.PathLike) -> Path:
@@ -112,20 +130,27 @@ def load_cache(cache: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def _source_stamp(source: Path) -> dict:
+    """What identifies a source file's content: name, size (bytes), mtime (ns), CRC32C (hex)."""
     stat = source.stat()
-    return {"name": source.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {"name": source.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "crc32c": file_crc32c(source)}
 
 
 def is_current(cache: str | os.PathLike, source: str | os.PathLike) -> bool:
-    """Whether `cache` exists, is of the current format version and was made from `source` as it is now."""
-    cache = Path(cache)
+    """Whether `cache` exists, is of the current format version and was made from `source` as it
+    is now: same name, size and mtime, then (only if those match) the same CRC32C of the content."""
+    cache, source = Path(cache), Path(source)
     if not cache.is_file():
         return False
     try:
         metadata = read_metadata(cache)
     except DataFileError:
         return False
-    return metadata.get("format_version") == FORMAT_VERSION and metadata.get("source") == _source_stamp(Path(source))
+    recorded, stat = metadata.get("source") or {}, source.stat()
+    if metadata.get("format_version") != FORMAT_VERSION or recorded.get("name") != source.name:
+        return False
+    if (recorded.get("size"), recorded.get("mtime_ns")) != (stat.st_size, stat.st_mtime_ns):
+        return False
+    return recorded.get("crc32c") == file_crc32c(source)
 
 
 def convert(
@@ -134,15 +159,32 @@ def convert(
     """Convert `source` (.tfrecord) into a cache at `out` (default `default_cache_path`); return its path.
 
     Skipped when the cache is current (`is_current`) unless `force`. Written atomically: on any
-    error nothing is left at `out`. Raises `MissingFileError`, `DataFileError`, and `HarnessError`
-    when `out` cannot be written.
+    error nothing is left at `out`; two processes converting into the same `out` convert once
+    (the second waits for the first, see `build_lock`). Raises `MissingFileError`,
+    `DataFileError`, and `HarnessError` when `out` cannot be written.
     """
     source = Path(source)
-    if not source.is_file():
-        raise MissingFileError(f"{source} does not exist; {MISSING_HINT}")
+    check_table_path(source)
     out = Path(out) if out is not None else default_cache_path(source)
     if not force and is_current(out, source):
         return out
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(build_lock(out))
+            remove_orphans(out)
+        except OSError as err:
+            raise _unwritable(out, err) from None
+        if not force and is_current(out, source):
+            return out
+        return _write_cache(source, out, progress)
+
+
+def _unwritable(out: Path, err: OSError) -> HarnessError:
+    return HarnessError(f"cannot write the cache {out} ({err.strerror or err}); choose another --out")
+
+
+def _write_cache(source: Path, out: Path, progress: bool) -> Path:
+    """Convert `source` into `out` (atomically); see `convert`."""
     stamp = _source_stamp(source)
     arrays, synthetic = read_tfrecord_table(source, progress=progress)
     budgets = sorted(int(e) for e in np.unique(arrays["epochs"]))
@@ -164,18 +206,21 @@ def convert(
     try:
         return atomic_write(out, write)
     except OSError as err:
-        raise HarnessError(f"cannot write the cache {out} ({err.strerror or err}); choose another --out") from None
+        raise _unwritable(out, err) from None
 
 
 def read_tfrecord_table(source: Path, progress: bool = False) -> tuple[dict[str, np.ndarray], bool]:
     """Parse every record of `source`: (the cache arrays, whether any record is synthetic).
 
-    progress: show a progress bar (bytes read). Raises `DataFileError` naming the record's byte offset.
+    Every record of a model must carry the model's cell (as the official API asserts), and its
+    values must be plausible (`check_values`). progress: show a progress bar (bytes read).
+    Raises `DataFileError` naming the record's byte offset.
     """
     index: dict[str, int] = {}
     cells: list[tuple[str, list[int]]] = []
+    raw_cells: list[tuple[str, str]] = []
     parameters = array("i")
-    model, epochs = array("i"), array("i")
+    model, epochs, offsets = array("i"), array("i"), array("q")
     values = array("d")
     synthetic = False
     bar = tqdm(total=source.stat().st_size, unit="B", unit_scale=True, desc=source.name, disable=not progress)
@@ -186,8 +231,15 @@ def read_tfrecord_table(source: Path, progress: bool = False) -> tuple[dict[str,
                 number = index.get(module_hash)
                 if number is None:
                     cells.append((raw_adjacency, check_cell(module_hash, raw_adjacency, raw_operations)))
+                    raw_cells.append((raw_adjacency, raw_operations))
                     parameters.append(metrics.trainable_parameters)
                     number = index[module_hash] = len(index)
+                elif raw_cells[number] != (raw_adjacency, raw_operations):
+                    first = offsets[model.index(number)]
+                    raise DataFileError(
+                        f"model {module_hash} has the cell {raw_adjacency!r} / {raw_operations!r} here but "
+                        f"{raw_cells[number][0]!r} / {raw_cells[number][1]!r} in its record at byte offset {first}"
+                    )
             except DataFileError as err:
                 raise corrupt_record_error(source, offset, str(err)) from None
             halfway, final = metrics.evaluation_data[1], metrics.evaluation_data[2]
@@ -205,13 +257,41 @@ def read_tfrecord_table(source: Path, progress: bool = False) -> tuple[dict[str,
             )
             model.append(number)
             epochs.append(record_epochs)
+            offsets.append(offset)
             synthetic = synthetic or final.checkpoint_path.startswith(SYNTHETIC_PREFIX)
             if count % 65536 == 65535:
                 bar.update(offset - bar.n)
         bar.update(bar.total - bar.n)
     if not index:
         raise DataFileError(f"{source} holds no records: the file is empty; download it again (`{FETCH_HINT}`)")
+    check_values(source, values, parameters, model, offsets)
     return _sorted_arrays(list(index), cells, parameters, model, epochs, values), synthetic
+
+
+def check_values(source: Path, values: array, parameters: array, model: array, offsets: array) -> None:
+    """Raise `DataFileError` naming the first record (by byte offset) with an accuracy that is not
+    finite in [0, 1], a training time that is not finite and >= 0, or a negative parameter count.
+
+    values: per record the `RECORD_COLUMNS`, flat; parameters: per model (in order of
+    appearance); model, offsets: per record its model number and byte offset.
+    """
+    table = np.frombuffer(values, dtype=np.float64).reshape(-1, len(RECORD_COLUMNS))
+    accuracy = np.array(["accuracy" in name for name in RECORD_COLUMNS])
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(table) | (table < 0) | (accuracy & (table > 1))
+    record_model = np.frombuffer(model, dtype=np.intc)
+    negative = np.frombuffer(parameters, dtype=np.intc)[record_model] < 0
+    rows = np.flatnonzero(bad.any(axis=1) | negative)
+    if not len(rows):
+        return
+    row = int(rows[0])
+    if negative[row]:
+        problem = f"trainable_parameters is {parameters[record_model[row]]}, expected a count >= 0"
+    else:
+        column = int(np.flatnonzero(bad[row])[0])
+        expected = "a fraction in [0, 1]" if accuracy[column] else "a number of seconds >= 0"
+        problem = f"{RECORD_COLUMNS[column]} is {table[row, column]}, expected {expected}"
+    raise corrupt_record_error(source, offsets[row], problem)
 
 
 def _sorted_arrays(

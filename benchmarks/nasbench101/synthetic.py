@@ -10,17 +10,19 @@ the converter marks the table `synthetic` and nothing built on it passes as NAS-
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.cache import cache_dir
+from benchmarks.cache import CacheDamaged, cache_dir, load_or_build
 from benchmarks.errors import DataFileError, OutOfDomainError
 from benchmarks.nasbench1shot1.spaces import get_search_space
 from benchmarks.nasbench101.convert import CACHE_SUFFIX, PADDING_LABEL, RECORD_COLUMNS, convert
-from benchmarks.nasbench101.enumeration import random_models
+from benchmarks.nasbench101.enumeration import NUM_MODELS, random_models
 from benchmarks.nasbench101.model_spec import CONV1X1, CONV3X3, LABEL_OPS, MAX_VERTICES, MAXPOOL3X3, OP_LABELS
 from benchmarks.nasbench101.record import (
     SYNTHETIC_PREFIX,
@@ -218,33 +220,62 @@ def write_synthetic(
     budgets: Sequence[int] = BUDGETS,
     repeats: int = 3,
     seed: int = 0,
+    progress: bool = False,
 ) -> tuple[int, int]:
     """Write a synthetic table as an official-format .tfrecord at `path` (atomically).
 
     spaces / models: which models (see `choose_models`); budgets: epochs (`FULL_BUDGETS` for all
-    four); repeats: records per model and budget. Returns (models, records).
+    four); repeats: records per model and budget; progress: a progress bar (records written) on
+    stderr. Returns (models, records).
     """
     if repeats < 1 or not budgets or any(int(b) < 1 for b in budgets):
         raise OutOfDomainError(f"need repeats >= 1 and positive budgets, got repeats={repeats}, budgets={budgets}")
+    if models is not None and not 1 <= models <= NUM_MODELS:
+        raise OutOfDomainError(
+            f"--models {models}: a synthetic table holds between 1 and {NUM_MODELS} models (all of NAS-Bench-101)"
+        )
     cells = choose_models(spaces, models, seed)
     if not cells:
         raise OutOfDomainError("a synthetic table needs at least one model: give spaces or --models")
-    return len(cells), write_tfrecord(path, _payloads(cells, sorted({int(b) for b in budgets}), repeats, seed))
+    budgets = sorted({int(b) for b in budgets})
+    payloads = _payloads(cells, budgets, repeats, seed)
+    if progress:
+        from tqdm import tqdm
+
+        payloads = tqdm(payloads, total=len(cells) * len(budgets) * repeats, unit=" records", desc="writing")
+    return len(cells), write_tfrecord(path, payloads)
 
 
 def synthetic_table() -> NASBench101:
     """The default synthetic table (spaces 1-3, budget 108, 3 repeats, seed 0), built once per
-    machine under `cache_dir()` (about a minute the first time) and loaded from there afterwards."""
-    name = f"nasbench101-synthetic-v{SYNTHETIC_VERSION}"
-    path = cache_dir() / f"{name}{CACHE_SUFFIX}"
-    if path.is_file():
-        try:
-            return NASBench101.load(path)
-        except DataFileError:
-            pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{name}.") as tmp:
-        source = Path(tmp) / f"{name}.tfrecord"
-        write_synthetic(source)
-        convert(source, path)
-    return NASBench101.load(path)
+    machine under `cache_dir()` (about a minute the first time) and loaded from there afterwards;
+    rebuilt, with a warning, if that file is damaged (see `load_or_build`)."""
+    path = cache_dir() / f"nasbench101-synthetic-v{SYNTHETIC_VERSION}{CACHE_SUFFIX}"
+    return load_or_build(path, _load_table, _build_table, "the synthetic NAS-Bench-101 table")
+
+
+def _load_table(path: Path) -> NASBench101:
+    try:
+        return NASBench101.load(path)
+    except DataFileError as err:
+        raise CacheDamaged(str(err)) from None
+
+
+def _build_table(path: Path) -> None:
+    """Write the default synthetic .tfrecord in a scratch folder beside `path` (named like the
+    orphans `remove_orphans` clears, should this process be killed), convert it there and move
+    the cache onto `path`."""
+    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        source = scratch / f"{path.name}.tfrecord"
+        print(
+            f"building the synthetic NAS-Bench-101 table once for this machine ({path}; about a minute): "
+            "listing the models of the three spaces, writing their records, converting",
+            file=sys.stderr,
+            flush=True,
+        )
+        bars = sys.stderr.isatty()
+        write_synthetic(source, progress=bars)
+        os.replace(convert(source, scratch / path.name, progress=bars), path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.errors import MissingFileError, OutOfDomainError
-from benchmarks.nasbench101.convert import MISSING_HINT, PADDING_LABEL, RECORD_COLUMNS, convert, load_cache
+from benchmarks.errors import OutOfDomainError
+from benchmarks.nasbench101.convert import PADDING_LABEL, RECORD_COLUMNS, check_table_path, convert, load_cache
 from benchmarks.nasbench101.model_spec import MAX_VERTICES, ModelSpec
 
 STAT_KEYS = ("test_error", "test_error_std", "valid_error", "valid_error_std", "params")
@@ -74,8 +74,7 @@ class NASBench101:
         progress: show a progress bar while converting. Raises `MissingFileError`, `DataFileError`.
         """
         path = Path(path)
-        if not path.exists():
-            raise MissingFileError(f"NAS-Bench-101 table {path} does not exist; {MISSING_HINT}")
+        check_table_path(path)
         cache = path if path.suffix == ".npz" else convert(path, progress=progress)
         arrays, metadata = load_cache(cache)
         return cls(arrays, metadata, cache)
@@ -96,15 +95,38 @@ class NASBench101:
     def __repr__(self) -> str:
         return f"NASBench101(name={self.name!r}, models={self.num_models}, budgets={self.budgets}, path={self.path})"
 
-    def query(self, spec_or_hash: ModelSpec | str, epochs: int = 108) -> list[dict]:
+    def query(
+        self,
+        spec_or_hash: ModelSpec | str,
+        epochs: int = 108,
+        repeat: str | int = "all",
+        rng: np.random.Generator | int | None = None,
+    ) -> list[dict] | dict:
         """Every repeat of a model at a budget: dicts with `repeat`, `epochs`, the `RECORD_COLUMNS`
         (halfway_* / final_* train/validation/test accuracy and training time) and `trainable_parameters`.
 
-        Raises `OutOfDomainError` for a model not in the table or a budget not in it.
+        repeat: "all" (the default: a list, every repeat); "random" (one dict, a repeat drawn at
+        random, as the NAS-Bench-101 API's `query` does; `rng`: a numpy Generator or a seed, else
+        fresh randomness); or an int (one dict, that repeat, 0-based).
+        Raises `OutOfDomainError` for a model not in the table, a budget not in it, or a repeat it lacks.
         """
         index, rows = self._rows(spec_or_hash, epochs)
+        if repeat != "all":
+            if repeat == "random":
+                row = rows[np.random.default_rng(rng).integers(len(rows))]
+            elif isinstance(repeat, (int, np.integer)) and not isinstance(repeat, bool):
+                matching = rows[self._repeat[rows] == repeat]
+                if len(matching) == 0:
+                    raise OutOfDomainError(
+                        f"model {_as_hash(spec_or_hash)} has no repeat {repeat} at {epochs} epochs; "
+                        f"repeats: {sorted(int(r) for r in self._repeat[rows])}"
+                    )
+                row = matching[0]
+            else:
+                raise OutOfDomainError(f"repeat must be 'all', 'random' or a repeat number, got {repeat!r}")
+            rows = np.asarray([row])
         parameters = int(self._parameters[index])
-        return [
+        records = [
             {
                 "repeat": int(self._repeat[row]),
                 "epochs": int(self._epochs[row]),
@@ -113,6 +135,20 @@ class NASBench101:
             }
             for row in rows
         ]
+        return records if repeat == "all" else records[0]
+
+    def is_valid(self, spec_or_matrix: ModelSpec | str | Sequence, ops: Sequence[str] | None = None) -> bool:
+        """Whether a cell is a valid NAS-Bench-101 model that this table holds; never raises.
+
+        Takes a `ModelSpec`, a hash, or an adjacency matrix with its `ops` (as the NAS-Bench-101
+        API's `is_valid(ModelSpec(matrix, ops))`: the cell is pruned first; more than 7 vertices
+        or 9 edges, unknown ops or a disconnected output make it invalid)."""
+        if ops is not None:
+            try:
+                spec_or_matrix = ModelSpec(spec_or_matrix, ops)
+            except OutOfDomainError:
+                return False
+        return spec_or_matrix in self
 
     def mean_errors(self, spec_or_hash: ModelSpec | str, epochs: int = 108) -> dict[str, float]:
         """Errors over a model's repeats: test_error = 1 - mean final test accuracy (the benchmark's

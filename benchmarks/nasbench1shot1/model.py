@@ -12,7 +12,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from benchmarks.nasbench1shot1.ops import ConvBnRelu, MixedOp, weighted_sum
+from benchmarks.nasbench1shot1.batchnorm import BatchNorm2d
+from benchmarks.nasbench1shot1.coefficients import CellCoefficients, CoefficientLayout
+from benchmarks.nasbench1shot1.ops import (
+    ConvBnRelu,
+    NodeOps,
+    channel_shuffle,
+    combine_groups,
+    drop_path_mask,
+    max_pool,
+    weighted_sum,
+)
 from benchmarks.nasbench1shot1.reference import BN_EPS, REFERENCE_BN_MOMENTUM
 from benchmarks.nasbench1shot1.spaces import PRIMITIVES, CellChoice, SearchSpace
 
@@ -68,22 +78,56 @@ class Cell(nn.Module):
 
     The n choice-node projections and the output projection of the cell input are 1x1
     ConvBnRelu blocks of s0; they are stored and run as one conv with 2 * n * channels outputs
-    (BatchNorm is per channel, so this equals n + 1 separate blocks).
+    (BatchNorm is per channel, so this equals n + 1 separate blocks). The nodes' ops are a
+    `NodeOps`. Dense mixing without partial channels runs the fused path (`CellCoefficients`:
+    each node's input and the cell output are one batched product over channel groups); a
+    host-side op choice or partial channels run node by node.
     """
 
     def __init__(self, space: SearchSpace, c_in: int, channels: int, bn_momentum: float, partial_channels: int):
         super().__init__()
         n = space.num_choice_nodes
+        if channels % partial_channels:
+            raise ValueError(f"{channels} channels cannot be split into {partial_channels} partial-channel groups")
         self.channels = channels
         self.num_nodes = n
+        self.partial_channels = partial_channels
         self.fixed_parents = dict(space.fixed_parents)
         self.searched_index = {node: i for i, node in enumerate(space.choice_input_nodes)}
         self.preprocess = ConvBnRelu(c_in, 2 * n * channels, 1, bn_momentum)
-        self.mixed_ops = nn.ModuleList(MixedOp(channels, bn_momentum, partial_channels) for _ in range(n))
+        self.nodes = NodeOps(n, channels // partial_channels, bn_momentum)
 
-    def forward(self, s0: Tensor, mixing: Mixing) -> Tensor:
+    def forward(
+        self, s0: Tensor, mixing: Mixing, coefficients: CellCoefficients | None = None, drop_path_prob: float = 0.0
+    ) -> Tensor:
+        """s0 (B, c_in, H, W) -> (B, n * channels, H, W). coefficients: this cell's rows for the
+        fused path (from `OneShotModel`); drop_path_prob > 0 multiplies each node's output by a
+        per-sample Bernoulli(1 - p) / (1 - p) mask (train mode)."""
+        pre = self.preprocess(s0)
+        if coefficients is None:
+            return self._node_by_node(pre, mixing, drop_path_prob)
         n, channels = self.num_nodes, self.channels
-        *node_inputs, output_projection = self.preprocess(s0).split([channels] * n + [n * channels], dim=1)
+        kernels = self.nodes.fused_kernels()
+        stacked, output_projection = pre.split(n * channels, dim=1)  # to nodes 1..n; to the output
+        for i in range(n):
+            rows = coefficients.nodes[i]
+            x = (
+                stacked[:, i * channels : (i + 1) * channels]
+                if rows is None
+                else combine_groups(rows, stacked, n + 3 * i)
+            )
+            outputs = [max_pool(x), self.nodes.convolutions(x, i, kernels[i])]
+            if drop_path_prob > 0:
+                mask = drop_path_mask(x, drop_path_prob)
+                outputs = [out * mask for out in outputs]
+            last = [output_projection] if i == n - 1 else []
+            stacked = torch.cat([stacked, *outputs, *last], dim=1)
+        return combine_groups(coefficients.output, stacked, 5 * n)
+
+    def _node_by_node(self, pre: Tensor, mixing: Mixing, drop_path_prob: float) -> Tensor:
+        n, channels = self.num_nodes, self.channels
+        *node_inputs, output_projection = pre.split([channels] * n + [n * channels], dim=1)
+        kernels = self.nodes.fused_kernels() if mixing.op_choice is None else None
         states: list[Tensor] = []
         for i in range(n):
             node = i + 1
@@ -96,9 +140,34 @@ class Cell(nn.Module):
             else:
                 x = weighted_sum(candidates, mixing.inputs[self.searched_index[node]][0])
             choice = None if mixing.op_choice is None else mixing.op_choice[i]
-            states.append(self.mixed_ops[i](x, mixing.ops[i], choice))
+            state = self._mixed_op(x, i, mixing.ops[i], choice, None if kernels is None else kernels[i])
+            if drop_path_prob > 0:
+                state = state * drop_path_mask(state, drop_path_prob)
+            states.append(state)
         state_weights = mixing.output[0, 1:].repeat_interleave(channels).view(1, n * channels, 1, 1)
         return torch.addcmul(output_projection * mixing.output[0, 0], torch.cat(states, dim=1), state_weights)
+
+    def _mixed_op(self, x: Tensor, node: int, weights: Tensor, choice: int | None, kernel: Tensor | None) -> Tensor:
+        """Node `node`'s mixed op on x (B, C, H, W) -> (B, C, H, W); weights (3,).
+
+        With partial channels K > 1 (PC-DARTS) the ops see only the first C/K channels; the rest
+        bypass them, and the result is channel-shuffled with K groups. With a choice only that op
+        runs, its output scaled by its weight plus the other weights as constants (zero for one-hot
+        weights): as in the GDAS and NASP references, this passes the summed output gradient to
+        the weights of the ops that did not run.
+        """
+        bypass = None
+        if self.partial_channels > 1:
+            split = x.shape[1] // self.partial_channels
+            x, bypass = x[:, :split], x[:, split:]
+        if choice is None:
+            conv3x3, conv1x1 = self.nodes.convolutions(x, node, kernel).chunk(2, dim=1)
+            out = weighted_sum([max_pool(x), conv3x3, conv1x1], weights)
+        else:
+            out = torch.addcmul(weights.sum() - weights[choice], self.nodes.single(x, node, choice), weights[choice])
+        if bypass is not None:
+            out = channel_shuffle(torch.cat([out, bypass], dim=1), self.partial_channels)
+        return out
 
 
 class OneShotModel(nn.Module):
@@ -108,6 +177,16 @@ class OneShotModel(nn.Module):
     resolution halves (MaxPool 2, stride 2, padding 1: 32 -> 17 -> 9) before cells
     cells // 3 and 2 * cells // 3. `bn_momentum` defaults to the reference's quirk (see
     `REFERENCE_BN_MOMENTUM`); `partial_channels` = 4 gives PC-DARTS's partial channels.
+
+    `drop_path_prob` (a probability in [0, 1), default 0, settable at any time, e.g. by an
+    optimizer's schedule): in train mode with p > 0, each choice node's output (its mixed op's
+    output, before later nodes and the cell output use it) is multiplied by a per-sample mask
+    Bernoulli(1 - p) / (1 - p) (B, 1, 1, 1), drawn from the default torch RNG of the input's
+    device, node by node and cell by cell (as DARTS's drop_path). No effect in eval mode or with
+    p = 0, and then no random numbers are drawn.
+
+    The parameter layout is this harness's (fused); `reference_layout.from_reference_state_dict`
+    maps a state dict of the reference code's `Network` onto it.
     """
 
     def __init__(
@@ -121,6 +200,7 @@ class OneShotModel(nn.Module):
     ):
         super().__init__()
         self.space = space
+        self.drop_path_prob: float = 0.0
         n = space.num_choice_nodes
         self.reductions = {cells // 3, 2 * cells // 3}
         self.stem = ConvBnRelu(3, channels, 3, bn_momentum)
@@ -136,18 +216,44 @@ class OneShotModel(nn.Module):
         self.postprocess = nn.Sequential(
             nn.ReLU(),
             nn.Conv2d(c_prev * n, c_prev, 1, bias=False),
-            nn.BatchNorm2d(c_prev, eps=BN_EPS, affine=False),
+            BatchNorm2d(c_prev, eps=BN_EPS, affine=False),
         )
         self.classifier = nn.Linear(c_prev, num_classes)
+        self.partial_channels = partial_channels
+        self.layout = CoefficientLayout(space)
+        layers = [m for m in self.modules() if isinstance(m, BatchNorm2d)]
+        for layer in layers:
+            layer.counted_by_model = True
+        node_layers = {id(m) for cell in self.cells for m in cell.nodes.modules()}
+        self._batch_norms = (layers, [m for m in layers if id(m) not in node_layers])
 
     def forward(self, x: Tensor, mixing: Mixing) -> Tensor:
+        if self.training:
+            self._count_batch(every_node=mixing.op_choice is None)
+        drop_path_prob = self.drop_path_prob if self.training else 0.0
+        coefficients: list[CellCoefficients | None] = [None] * len(self.cells)
+        if mixing.op_choice is None and self.partial_channels == 1:
+            coefficients = self.layout.cell_coefficients(mixing.ops, mixing.inputs, mixing.output, len(self.cells))
         s = self.stem(x)
         for i, cell in enumerate(self.cells):
             if i in self.reductions:
                 s = self.downsample(s)
-            s = cell(s, mixing)
+            s = cell(s, mixing, coefficients[i], drop_path_prob)
         s = self.postprocess(s)
         return self.classifier(s.mean(dim=(2, 3)))
+
+    def _count_batch(self, every_node: bool) -> None:
+        """Add 1 to `num_batches_tracked` of the BatchNorm layers that will run in train mode, in
+        one multi-tensor op; without `every_node` (a host-side op choice), the nodes' layers count
+        themselves as they run."""
+        all_layers, outside_nodes = self._batch_norms
+        counters = [
+            m.num_batches_tracked
+            for m in (all_layers if every_node else outside_nodes)
+            if m.track_running_stats and m.num_batches_tracked is not None
+        ]
+        if counters:
+            torch._foreach_add_(counters, 1)
 
     @torch.no_grad()
     def adopt_batch_statistics(self, images: Tensor, mixing: Mixing) -> None:

@@ -1,10 +1,19 @@
-"""Building blocks of the one-shot model (SPEC §4)."""
+"""Building blocks of the one-shot model (SPEC §4), fused so that a step dispatches few kernels.
+
+A choice node's two convolutions (conv3x3-bn-relu and conv1x1-bn-relu of the same input) run as
+one 3x3 convolution with 2C outputs, the 1x1 kernel zero-padded into the centre of its half, and
+one BatchNorm + ReLU over the 2C channels (BatchNorm and ReLU act per channel, so this equals the
+two separate blocks). Weighted sums over many tensors run as one batched matrix product over
+channel groups (`combine_groups`).
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmarks.nasbench1shot1.batchnorm import BatchNorm2d
 from benchmarks.nasbench1shot1.reference import BN_EPS
 
 
@@ -14,7 +23,7 @@ class ConvBnRelu(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, kernel_size: int, bn_momentum: float):
         super().__init__(
             nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=False),
-            nn.BatchNorm2d(c_out, eps=BN_EPS, momentum=bn_momentum),
+            BatchNorm2d(c_out, eps=BN_EPS, momentum=bn_momentum),
             nn.ReLU(),
         )
 
@@ -33,42 +42,81 @@ def weighted_sum(tensors: list[Tensor], weights: Tensor) -> Tensor:
     return total
 
 
-class MixedOp(nn.Module):
-    """The three candidate ops of a choice node, in `PRIMITIVES` order, mixed by weights.
+def combine_groups(coefficients: Tensor, stacked: Tensor, groups: int) -> Tensor:
+    """sum_g coefficients[k, g] * group g of `stacked`, for every row k, as one batched product.
 
-    With partial_channels = K > 1 (PC-DARTS) the ops see only the first C/K channels; the rest
-    bypass them, and the result is channel-shuffled with K groups.
+    coefficients: (k, G); stacked: (B, G * C, H, W), NCHW- or channels-last-contiguous (other
+    layouts are copied first); returns (B, k * C, H, W), block k = row k's sum, in the same layout.
+    """
+    batch, _, height, width = stacked.shape
+    rows = coefficients.shape[0]
+    if stacked.is_contiguous():
+        matrices = stacked.view(batch, groups, -1)  # (B, G, C*H*W)
+        out = torch.bmm(coefficients.expand(batch, rows, groups), matrices)
+        return out.view(batch, -1, height, width)
+    pixels = stacked.permute(0, 2, 3, 1).reshape(batch * height * width, groups, -1)  # (BHW, G, C)
+    out = torch.bmm(coefficients.expand(pixels.shape[0], rows, groups), pixels)
+    return out.view(batch, height, width, -1).permute(0, 3, 1, 2)
+
+
+def drop_path_mask(like: Tensor, probability: float) -> Tensor:
+    """Per-sample factors (B, 1, 1, 1): Bernoulli(1 - p) / (1 - p), drawn from the default RNG of
+    `like`'s device (as DARTS's drop_path)."""
+    keep = 1.0 - probability
+    mask = torch.empty(like.shape[0], 1, 1, 1, dtype=like.dtype, device=like.device).bernoulli_(keep)
+    return mask.div_(keep)
+
+
+class NodeOps(nn.Module):
+    """The three candidate ops (`PRIMITIVES` order: maxpool3x3, conv3x3-bn-relu,
+    conv1x1-bn-relu) of the n choice nodes of a cell, on `channels` channels each.
+
+    Parameters: `conv3x3` (n * C, C, 3, 3) and `conv1x1` (n * C, C, 1, 1): node j's kernels
+    (no bias) are rows j * C to (j + 1) * C (4-d, so that the model converts to channels-last);
+    `bns[j]`: BatchNorm over node j's 2C conv channels (conv3x3's C, then conv1x1's C).
     """
 
-    def __init__(self, channels: int, bn_momentum: float, partial_channels: int = 1):
+    def __init__(self, nodes: int, channels: int, bn_momentum: float):
         super().__init__()
-        if channels % partial_channels:
-            raise ValueError(f"{channels} channels cannot be split into {partial_channels} partial-channel groups")
-        self.partial_channels = partial_channels
-        op_channels = channels // partial_channels
-        self.ops = nn.ModuleList(
-            [
-                nn.MaxPool2d(3, stride=1, padding=1),
-                ConvBnRelu(op_channels, op_channels, 3, bn_momentum),
-                ConvBnRelu(op_channels, op_channels, 1, bn_momentum),
-            ]
-        )
+        self.channels = channels
+        self.num_nodes = nodes
+        self.conv3x3 = nn.Parameter(torch.empty(nodes * channels, channels, 3, 3))
+        self.conv1x1 = nn.Parameter(torch.empty(nodes * channels, channels, 1, 1))
+        for kernels in zip(self.conv3x3.split(channels), self.conv1x1.split(channels)):
+            for kernel in kernels:  # as nn.Conv2d initialises each, in the order of separate modules
+                nn.init.kaiming_uniform_(kernel, a=5**0.5)
+        self.bns = nn.ModuleList(BatchNorm2d(2 * channels, eps=BN_EPS, momentum=bn_momentum) for _ in range(nodes))
 
-    def forward(self, x: Tensor, weights: Tensor, choice: int | None = None) -> Tensor:
-        """x: (B, C, H, W); weights: (3,); choice: run only this op.
+    def kernels(self, kernel_size: int) -> Tensor:
+        """The nodes' kernels of one size: (n, C, C, k, k)."""
+        weight = self.conv3x3 if kernel_size == 3 else self.conv1x1
+        return weight.view(self.num_nodes, self.channels, *weight.shape[1:])
 
-        With a choice, the output is weights[choice] * op(x) plus the other ops' weights as
-        constants (zero for one-hot weights): as in the GDAS and NASP references, this passes
-        the summed output gradient to the weights of the ops that did not run.
-        """
-        bypass = None
-        if self.partial_channels > 1:
-            split = x.shape[1] // self.partial_channels
-            x, bypass = x[:, :split], x[:, split:]
-        if choice is None:
-            out = weighted_sum([op(x) for op in self.ops], weights)
-        else:
-            out = torch.addcmul(weights.sum() - weights[choice], self.ops[choice](x), weights[choice])
-        if bypass is not None:
-            out = channel_shuffle(torch.cat([out, bypass], dim=1), self.partial_channels)
-        return out
+    def fused_kernels(self) -> tuple[Tensor, ...]:
+        """Per node, the (2C, C, 3, 3) kernel of both convolutions (the 1x1 kernel in the centre)."""
+        return torch.cat([self.kernels(3), F.pad(self.kernels(1), (1, 1, 1, 1))], dim=1).unbind(0)
+
+    def convolutions(self, x: Tensor, node: int, kernel: Tensor) -> Tensor:
+        """Both conv-bn-relu ops of `node` on x (B, C, H, W) -> (B, 2C, H, W) [conv3x3 | conv1x1]."""
+        return F.relu(self.bns[node](F.conv2d(x, kernel, padding=1)))
+
+    def single(self, x: Tensor, node: int, op: int) -> Tensor:
+        """Only op `op` of `node` on x (B, C, H, W) -> (B, C, H, W); a conv op uses its half of the
+        node's BatchNorm (running statistics of the other half untouched)."""
+        if op == 0:
+            return max_pool(x)
+        half = slice(0, self.channels) if op == 1 else slice(self.channels, 2 * self.channels)
+        kernel, padding = (self.kernels(3)[node], 1) if op == 1 else (self.kernels(1)[node], 0)
+        bn = self.bns[node]
+        if bn.training and bn.num_batches_tracked is not None:
+            bn.num_batches_tracked.add_(1)
+        mean, var = (None, None) if bn.running_mean is None else (bn.running_mean[half], bn.running_var[half])
+        batch_statistics = bn.training or mean is None
+        out = F.conv2d(x, kernel, padding=padding)
+        out = F.batch_norm(out, mean, var, bn.weight[half], bn.bias[half], batch_statistics, bn.momentum, bn.eps)
+        return F.relu(out)
+
+
+def max_pool(x: Tensor) -> Tensor:
+    """maxpool3x3: MaxPool2d(3, stride 1, padding 1); (B, C, H, W) -> (B, C, H, W)."""
+    return F.max_pool2d(x, 3, stride=1, padding=1)

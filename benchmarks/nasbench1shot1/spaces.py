@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.cache import atomic_write, cache_dir
+from benchmarks.cache import CacheDamaged, atomic_write, cache_dir, load_or_build
 from benchmarks.errors import OutOfDomainError, UnknownNameError
 from benchmarks.nasbench101.graph_hash import graph_hash
 from benchmarks.nasbench101.model_spec import (
@@ -57,9 +57,27 @@ class CellChoice:
     output_parents: tuple[int, ...]
 
 
+def _load_models(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A space's cached model list (see `SearchSpace._models`); `CacheDamaged` if it is unusable."""
+    try:
+        with np.load(path, allow_pickle=False) as cached:
+            matrices, labels, hashes = cached["matrices"], cached["labels"], cached["hashes"]
+    except Exception as err:  # a damaged .npz fails in many ways (BadZipFile, EOFError, KeyError...)
+        raise CacheDamaged(f"{type(err).__name__}: {err}") from None
+    shapes = (matrices.shape[1:], labels.shape[1:], len(labels), len(hashes), hashes.dtype)
+    if shapes != ((MAX_VERTICES, MAX_VERTICES), (MAX_VERTICES,), len(matrices), len(matrices), np.dtype("S32")):
+        raise CacheDamaged(f"unexpected arrays {shapes}")
+    return matrices, labels, hashes
+
+
 def _softmax(x: np.ndarray) -> np.ndarray:
-    shifted = np.exp(x - x.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
+    """Softmax over the last axis as the benchmark computes it: the alphas cast to float32 and a
+    float32 torch softmax on the CPU (nasbench_analysis/eval_darts_one_shot_model_in_nasbench.py:
+    `F.softmax(torch.Tensor(weights), axis)`), so near-ties (alphas within ~1e-7) are decided as
+    there; a float64 or numpy softmax rounds differently. Returns float32."""
+    import torch  # here, so that the spaces load without torch (the CLI's listing)
+
+    return torch.softmax(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), dim=-1).numpy()
 
 
 def _top_k(weights: np.ndarray, k: int) -> tuple[int, ...]:
@@ -183,20 +201,17 @@ class SearchSpace:
         Computed once per machine (about 20 s for space 3) and kept in the cache folder.
         """
         path = cache_dir() / f"nasbench1shot1-space{self.number}-models-v{ENUMERATION_VERSION}.npz"
-        if path.exists():
-            try:
-                with np.load(path, allow_pickle=False) as cached:
-                    return cached["matrices"], cached["labels"], cached["hashes"]
-            except (OSError, ValueError, KeyError):
-                path.unlink(missing_ok=True)
-        matrices, labels, hashes = self._enumerate_models()
 
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as f:
-                np.savez(f, matrices=matrices, labels=labels, hashes=hashes)
+        def build(target: Path) -> None:
+            matrices, labels, hashes = self._enumerate_models()
 
-        atomic_write(path, write)
-        return matrices, labels, hashes
+            def write(tmp: Path) -> None:
+                with open(tmp, "wb") as f:
+                    np.savez(f, matrices=matrices, labels=labels, hashes=hashes)
+
+            atomic_write(target, write)
+
+        return load_or_build(path, _load_models, build, f"the search space {self.number} model list")
 
     def _enumerate_models(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pruned_graphs: dict[bytes, np.ndarray] = {}

@@ -18,6 +18,10 @@ def _bench(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.warmup < 0:
         raise SettingError(f"--steps must be at least 1 and --warmup at least 0 (got {args.steps}, {args.warmup})")
     config = config_from_args(args, args.optimizer, args.space, args.seed)
+    from harness.run_log import set_threads
+
+    threads = set_threads(config.threads)
+    print(f"bench: {threads} CPU thread{'s' if threads != 1 else ''} (--threads N to change)", flush=True)
     run_bench(
         config,
         steps=args.steps,
@@ -35,9 +39,9 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "bench", help="time steps, a validation pass and the Hessian (synthetic batches unless --data is given)"
     )
-    parser.add_argument("--optimizer", required=True)
-    parser.add_argument("--space", type=int, required=True, choices=(1, 2, 3))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--optimizer", required=True, help="registered name (see `python -m harness list`)")
+    parser.add_argument("--space", type=int, required=True, choices=(1, 2, 3), help="NAS-Bench-1Shot1 search space")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the model and batches (default 0)")
     parser.add_argument("--steps", type=int, default=50, help="timed steps (default 50)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps first (default 10)")
     parser.add_argument(

@@ -12,19 +12,27 @@ if TYPE_CHECKING:
 
 
 def collect_with_warnings(results_dir: Path) -> pd.DataFrame:
-    """`results.collect`, leaving out the runs whose table cannot be read, with a warning on stderr."""
+    """`results.collect`, leaving out the runs whose table cannot be read, with a warning on stderr
+    (an error naming them when no table can be read)."""
+    from benchmarks.errors import DataFileError, MissingFileError
     from harness.results import collect
 
     skipped: list[str] = []
-    frame = collect(results_dir, skipped)
+    try:
+        frame = collect(results_dir, skipped)
+    except MissingFileError:
+        if not skipped:
+            raise
+        raise DataFileError(f"no readable run table under {results_dir}: {'; '.join(skipped)}") from None
     for reason in skipped:
         print(f"warning: left out: {reason}", file=sys.stderr)
     return frame
 
 
-def collect_to_files(results_dir: Path) -> tuple[Path, Path, int]:
-    """Write RESULTS_DIR/all_epochs.parquet and .csv; returns their paths and the row count.
-    Runs whose table cannot be read are left out, with a warning on stderr."""
+def collect_to_files(results_dir: Path, out: Path | None = None) -> tuple[Path, Path, int]:
+    """Write all_epochs.parquet and .csv into `out` (default: RESULTS_DIR, which is only read
+    otherwise); returns their paths and the row count. Runs whose table cannot be read are left
+    out, with a warning on stderr."""
     from benchmarks.errors import MissingFileError
     from harness.results import COLLECTED_FILE, write_table
 
@@ -32,7 +40,8 @@ def collect_to_files(results_dir: Path) -> tuple[Path, Path, int]:
     if not results_dir.is_dir():
         raise MissingFileError(f"results folder {results_dir} does not exist (or is not a folder)")
     frame = collect_with_warnings(results_dir)
-    parquet, csv = results_dir / f"{COLLECTED_FILE}.parquet", results_dir / f"{COLLECTED_FILE}.csv"
+    out = Path(out) if out is not None else results_dir
+    parquet, csv = out / f"{COLLECTED_FILE}.parquet", out / f"{COLLECTED_FILE}.csv"
     write_table(parquet, frame)
     write_table(csv, frame)
     return parquet, csv, len(frame)
@@ -43,7 +52,7 @@ def _collect(args: argparse.Namespace) -> int:
     from harness.results import read_status, run_directories
 
     results_dir = Path(args.results_dir)
-    parquet, csv, rows = collect_to_files(results_dir)
+    parquet, csv, rows = collect_to_files(results_dir, args.out and Path(args.out))
     print(f"{parquet} (+ {csv.name}): {rows} rows")
     for run_dir in run_directories(results_dir):
         try:
@@ -65,4 +74,7 @@ def add_parser(subparsers) -> None:
         "each run's status. The columns are described in docs/results.md.",
     )
     parser.add_argument("results_dir", help="a results folder of runs (a sweep's or a run's --out)")
+    parser.add_argument(
+        "--out", help="folder to write all_epochs.parquet and .csv into (default: RESULTS_DIR; it is only read then)"
+    )
     parser.set_defaults(handler=_collect)

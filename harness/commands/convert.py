@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
+from benchmarks.errors import HarnessError
 from benchmarks.nasbench101.convert import convert, default_cache_path, is_current, read_metadata
 
 
@@ -25,6 +27,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out and Path(args.out).is_dir():
+        raise HarnessError(
+            f"--out {args.out} is a folder: give the cache file to write, e.g. {Path(args.out) / 'table.nb101.npz'}"
+        )
     out = args.out or default_cache_path(args.path)
     if not args.force and is_current(out, args.path):
         print(f"{out} is up to date with {args.path}; nothing to do (--force converts anyway)")

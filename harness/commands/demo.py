@@ -8,7 +8,6 @@ with the commands to fetch it or to opt into the synthetic table.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from benchmarks.errors import HarnessError, MissingFileError
@@ -53,8 +52,12 @@ def _demo(args: argparse.Namespace) -> int:
     from harness.commands.sweep import print_outcomes
     from harness.config import make_config
     from harness.data import ensure_cifar10
-    from harness.sweep import run_sweep
+    from harness.run_log import free_cores
+    from harness.sweep import check_sweep, run_sweep, threads_per_run
 
+    runs = len(DEMO_OPTIMIZERS) * len(DEMO_SEEDS)
+    jobs = args.jobs if args.jobs is not None else max(1, min(runs, free_cores()))
+    check_sweep(jobs, threads=args.threads)
     benchmark = resolve_benchmark(args.benchmark)
     try:
         ensure_cifar10(args.data)
@@ -80,17 +83,21 @@ def _demo(args: argparse.Namespace) -> int:
         for name in DEMO_OPTIMIZERS
         for seed in DEMO_SEEDS
     ]
-    jobs = args.jobs or min(len(configs), os.cpu_count() or 1)
+    threads = threads_per_run(jobs, threads=args.threads)
     print(
         f"demo: {len(configs)} runs ({', '.join(DEMO_OPTIMIZERS)} on space {DEMO_SPACE}, seeds "
-        f"{', '.join(map(str, DEMO_SEEDS))}, {args.epochs} epochs, benchmark {benchmark}), {jobs} at a time"
+        f"{', '.join(map(str, DEMO_SEEDS))}, {args.epochs} epochs, benchmark {benchmark}), {jobs} at a time, "
+        f"{threads} CPU thread(s) each; each run prints a line per epoch",
+        flush=True,
     )
-    outcomes = run_sweep(configs, jobs=jobs, verbose=5)
+    outcomes = run_sweep(configs, jobs=jobs, threads=threads, progress=True)
     failed = print_outcomes(outcomes)
     parquet, csv, rows = collect_to_files(out / "runs")
     print(f"demo: {rows} epoch rows in {parquet} and {csv}")
+    print("demo: drawing the figures", flush=True)
     for path in make_plots(out / "runs", out / "figures"):
         print(f"  {path}")
+    print(f"demo: done. Runs (each with its run.log) in {out / 'runs'}/, figures in {out / 'figures'}/")
     return 1 if failed else 0
 
 
@@ -110,6 +117,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--data", default="data", help="folder holding cifar-10-batches-py/ (default: data/)")
     parser.add_argument("--out", default="results/demo", help="output folder (default: results/demo)")
     parser.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="search epochs (default: %(default)s)")
-    parser.add_argument("--jobs", type=int, help="runs at once (default: one per CPU core, at most 6)")
+    parser.add_argument("--jobs", type=int, help="runs at once (default: one per free CPU core, at most 6)")
+    parser.add_argument(
+        "--threads", type=int, help="PyTorch CPU threads per run (default: the free cores shared among the runs)"
+    )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.set_defaults(handler=_demo)

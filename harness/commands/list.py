@@ -10,6 +10,7 @@ def _list(args: argparse.Namespace) -> int:
     import optimizers
     from benchmarks.nasbench1shot1.spaces import SEARCH_SPACES
     from harness.config import PRESETS
+    from optimizers.variants import methods
 
     for plugin in args.plugin:
         optimizers.load_plugin(plugin)
@@ -24,6 +25,13 @@ def _list(args: argparse.Namespace) -> int:
     for name in optimizers.available():
         summary = " ".join((inspect.getdoc(optimizers.get(name)) or "").split("\n\n")[0].split())
         print(f"  {name:<{width}}  {summary}")
+    print("Variants (named settings of an optimizer; `select` picks among a method's):")
+    for method, members in [*methods().items(), ("", optimizers.variants(method=""))]:
+        if members:
+            print(f"  {method or 'no method'}:")
+        for variant in members:
+            settings = " ".join(f"{key}={value}" for key, value in variant.settings.items())
+            print(f"    {variant.name} ({variant.optimizer} {settings})")
     print("Presets: " + ", ".join(PRESETS))
     return 0
 
@@ -33,7 +41,7 @@ def add_parser(subparsers) -> None:
         "list",
         help="list search spaces (with sizes), optimizers and presets",
         description="Print the NAS-Bench-1Shot1 search spaces with their sizes, every registered optimizer with "
-        "the first paragraph of its docstring, and the presets.",
+        "the first paragraph of its docstring, the registered variants grouped by method, and the presets.",
     )
     parser.add_argument(
         "--plugin",

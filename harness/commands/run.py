@@ -5,11 +5,19 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from harness.config import DEFAULT_BENCHMARK, PRESETS, RunConfig, apply_settings, make_config, parse_assignments
+from harness.config import (
+    DEFAULT_BENCHMARK,
+    PRESETS,
+    RunConfig,
+    SettingError,
+    apply_settings,
+    make_config,
+    parse_assignments,
+)
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `run` and `sweep` (everything but what picks the runs)."""
+    """Options shared by `run`, `sweep` and `bench` (everything but what picks the runs)."""
     parser.add_argument("--epochs", type=int, help="search epochs (paper: 100)")
     parser.add_argument(
         "--preset",
@@ -24,6 +32,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="results folder (default: results/)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument(
+        "--threads",
+        type=int,
+        help="PyTorch CPU threads per run (default: the cores free to this process, shared among concurrent runs; "
+        "1 on a busy machine)",
+    )
+    parser.add_argument(
         "--plugin",
         action="append",
         default=[],
@@ -37,14 +51,44 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         dest="settings",
         help="override a run setting or an optimizer Config field, e.g. --set attack_steps=1",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """`NAME` or `NAME:KEY=VALUE,KEY=VALUE` -> (name, its own settings)."""
+    name, _, settings = text.partition(":")
+    return name.strip(), parse_assignments([item for item in settings.split(",") if item.strip()])
+
+
+def optimizer_of_variant(variant: str, optimizer: str | None) -> str:
+    """The optimizer of a run: `optimizer` when given (a registered variant must configure it:
+    `make_config` checks), else the registered variant's own."""
+    import optimizers
+
+    if optimizer is not None:
+        return optimizer
+    registered = optimizers.registered_variant(variant) if variant else None
+    if registered is None:
+        raise SettingError(
+            f"variant {variant!r} is not registered: name its optimizer with --optimizer"
+            if variant
+            else "name an optimizer with --optimizer (or a registered --variant)"
+        )
+    return registered.optimizer
 
 
 def config_from_args(
-    args: argparse.Namespace, optimizer: str, space: int, seed: int, option_classes: Sequence[type] = ()
+    args: argparse.Namespace,
+    optimizer: str,
+    space: int,
+    seed: int,
+    option_classes: Sequence[type] = (),
+    variant: str = "",
+    variant_settings: dict[str, str] | None = None,
 ) -> RunConfig:
-    """A RunConfig from the parsed options (plug-ins loaded first). `--set` keys must belong to
-    RunConfig, the optimizer's Config, or one of `option_classes` (a sweep's other optimizers)."""
+    """A RunConfig from the parsed options (plug-ins loaded first). A registered `variant` brings
+    its settings, then `variant_settings`, then `--set` override them. `--set` keys must belong
+    to RunConfig, the optimizer's Config, or one of `option_classes` (a sweep's other optimizers)."""
     import optimizers
 
     for plugin in args.plugin:
@@ -59,16 +103,23 @@ def config_from_args(
         benchmark=args.benchmark,
         out=args.out,
         device=args.device,
+        threads=args.threads,
         plugins=list(args.plugin) or None,
+        variant=variant or None,
     )
     classes = [optimizers.get(optimizer).Config, *option_classes]
-    return apply_settings(config, parse_assignments(args.settings), classes)
+    return apply_settings(config, {**(variant_settings or {}), **parse_assignments(args.settings)}, classes)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from harness.run_log import set_threads
     from harness.runner import run_search
 
-    run_search(config_from_args(args, args.optimizer, args.space, args.seed), progress=not args.quiet)
+    variant, variant_settings = parse_variant(args.variant) if args.variant else ("", {})
+    optimizer = optimizer_of_variant(variant, args.optimizer)
+    config = config_from_args(args, optimizer, args.space, args.seed, (), variant, variant_settings)
+    set_threads(config.threads)  # run_search sets them too (and says how many); this covers what comes first
+    run_search(config, progress=not args.quiet)
     return 0
 
 
@@ -76,9 +127,18 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "run",
         help="run (or resume) one search: optimizer x space x seed",
-        description="Run one search and write <out>/<optimizer>-s<space>-seed<seed>/.",
+        description="Run one search and write <out>/<optimizer>[-<variant>]-s<space>-seed<seed>/.",
     )
-    parser.add_argument("--optimizer", required=True, help="registered name (see `python -m harness list`)")
+    parser.add_argument(
+        "--optimizer", help="registered name (see `python -m harness list`); implied by a registered --variant"
+    )
+    parser.add_argument(
+        "--variant",
+        metavar="NAME[:KEY=VALUE,...]",
+        help="name this configuration a variant of the optimizer (run directory, table column, legend): a "
+        "registered variant (see `list`) brings its settings; another name takes the settings given with it "
+        "or by --set",
+    )
     parser.add_argument("--space", type=int, required=True, choices=(1, 2, 3))
     parser.add_argument("--seed", type=int, default=0)
     add_run_options(parser)

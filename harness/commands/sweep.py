@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from harness.commands.run import add_run_options, config_from_args
+from harness.commands.run import add_run_options, config_from_args, optimizer_of_variant, parse_variant
+from harness.config import SettingError
 from harness.sweep import RunOutcome
 
 
@@ -19,24 +20,60 @@ def print_outcomes(outcomes: list[RunOutcome]) -> list[RunOutcome]:
         + (f"; {len(failed)} failed:" if failed else "")
     )
     for outcome in failed:
-        print(f"  FAILED {outcome.run}: {outcome.detail}")
+        print(f"  FAILED {outcome.run}: {outcome.detail}" + (f"\n    full log: {outcome.log}" if outcome.log else ""))
     if failed:
         print("Run the same command again to retry the failed runs (finished ones are skipped, others resume).")
     return failed
+
+
+def grid_entries(names: list[str], variants: list[str] | None) -> list[tuple[str, str, dict[str, str]]]:
+    """(optimizer, variant, variant settings) of every method of the grid. Without variants, the
+    optimizers `names`; with variants, only the variants: a registered one with its optimizer, a
+    user-named one (NAME:KEY=VALUE,...) once for each of `names`."""
+    if not variants:
+        return [(name, "", {}) for name in names]
+    entries = []
+    for text in variants:
+        variant, settings = parse_variant(text)
+        if names and not _is_registered(variant):
+            if len(names) > 1:
+                raise SettingError(
+                    f"variant {variant!r} would name runs of {', '.join(names)} alike, and their curves would merge: "
+                    "sweep one optimizer per user-named variant (or register the variants)"
+                )
+            entries.append((names[0], variant, settings))
+        else:
+            entries.append((optimizer_of_variant(variant, None), variant, settings))
+    return entries
+
+
+def _is_registered(variant: str) -> bool:
+    import optimizers
+
+    return optimizers.registered_variant(variant) is not None
+
+
+def print_next_steps(results_dir: str, outcomes: list[RunOutcome]) -> None:
+    """Where the sweep's results are, and the command that plots them."""
+    if any(o.ok for o in outcomes):
+        print(f"results in {results_dir}/ (one folder per run, each with its run.log); plot them:")
+        print(f"  python -m harness plot {results_dir}      # figures in {results_dir}/figures/")
 
 
 def _sweep(args: argparse.Namespace) -> int:
     import optimizers
     from benchmarks.errors import UnknownNameError
     from benchmarks.nasbench1shot1.spaces import SEARCH_SPACES
-    from harness.sweep import parse_int_list, run_sweep
+    from harness.sweep import check_sweep, parse_int_list, run_sweep, threads_per_run
+
+    check_sweep(args.jobs, args.runs_per_gpu, args.backend, args.threads)
 
     for plugin in args.plugin:
         optimizers.load_plugin(plugin)
     if args.optimizers == "all":
         names = optimizers.available()
     else:
-        names = list(dict.fromkeys(n.strip() for n in args.optimizers.split(",") if n.strip()))
+        names = list(dict.fromkeys(n.strip() for n in (args.optimizers or "").split(",") if n.strip()))
     spaces, seeds = parse_int_list(args.spaces), parse_int_list(args.seeds)
     unknown = [s for s in spaces if s not in SEARCH_SPACES]
     if unknown:
@@ -44,22 +81,31 @@ def _sweep(args: argparse.Namespace) -> int:
         raise UnknownNameError(
             f"unknown search space(s) {unknown} in --spaces {args.spaces}; NAS-Bench-1Shot1 has {known}"
         )
-    if not names:
+    entries = grid_entries(names, args.variant)
+    if not entries:
         available = ", ".join(optimizers.available())
         raise UnknownNameError(f"--optimizers {args.optimizers!r} names no optimizer; available: all, {available}")
-    sweep_classes = [optimizers.get(name).Config for name in names]
+    sweep_classes = [optimizers.get(name).Config for name in dict.fromkeys(e[0] for e in entries)]
     configs = [
-        config_from_args(args, name, space, seed, sweep_classes) for space in spaces for name in names for seed in seeds
+        config_from_args(args, name, space, seed, sweep_classes, variant, settings)
+        for space in spaces
+        for name, variant, settings in entries
+        for seed in seeds
     ]
     gpus = parse_int_list(args.gpus) if args.gpus else []
+    jobs = max(args.jobs, len(gpus) * args.runs_per_gpu) if gpus else args.jobs
+    threads = threads_per_run(jobs, gpus, args.threads)
     print(
-        f"sweep: {len(configs)} runs ({len(names)} optimizers x spaces {args.spaces} x seeds {args.seeds}) "
-        f"-> {configs[0].out}, {args.jobs} at a time ({args.backend})"
+        f"sweep: {len(configs)} runs ({len(entries)} methods x spaces {args.spaces} x seeds {args.seeds}) "
+        f"-> {configs[0].out}, {jobs} at a time ({args.backend}), {threads} CPU thread(s) each",
+        flush=True,
     )
     outcomes = run_sweep(
-        configs, args.jobs, gpus, args.runs_per_gpu, args.backend, args.scheduler, verbose=0 if args.quiet else 5
+        configs, jobs, gpus, args.runs_per_gpu, args.backend, args.scheduler, threads=threads, progress=not args.quiet
     )
-    return 1 if print_outcomes(outcomes) else 0
+    failed = print_outcomes(outcomes)
+    print_next_steps(configs[0].out, outcomes)
+    return 1 if failed else 0
 
 
 def add_parser(subparsers) -> None:
@@ -69,7 +115,17 @@ def add_parser(subparsers) -> None:
         description="Run every optimizer x space x seed. Finished runs are skipped and interrupted ones resume, so "
         "the same command restarts a killed sweep; a failing run is listed at the end without stopping the others.",
     )
-    parser.add_argument("--optimizers", required=True, help="comma-separated names, or 'all'")
+    parser.add_argument(
+        "--optimizers",
+        help="comma-separated names, or 'all'; with --variant, the optimizers its user-named variants configure",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        metavar="NAME[:KEY=VALUE,...]",
+        help="run this variant instead of the plain optimizers (repeatable): a registered variant (see `list`), "
+        "or a name with its own settings, for each optimizer of --optimizers",
+    )
     parser.add_argument("--spaces", default="1,2,3", help="e.g. 1,2,3 or 1-3 (default: %(default)s)")
     parser.add_argument("--seeds", default="0-5", help="e.g. 0-5 or 0,1 (default: %(default)s)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")

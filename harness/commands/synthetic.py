@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
+from benchmarks.errors import HarnessError
 from benchmarks.nasbench101.synthetic import BUDGETS, FULL_BUDGETS, write_synthetic
 
 
@@ -39,6 +41,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if Path(args.out).is_dir():
+        raise HarnessError(
+            f"--out {args.out} is a folder: give the file to write, e.g. {Path(args.out) / 'synthetic.tfrecord'}"
+        )
     start = time.perf_counter()
     budgets = FULL_BUDGETS if args.full else BUDGETS
     models, records = write_synthetic(args.out, spaces=args.spaces, models=args.models, budgets=budgets, seed=args.seed)

@@ -1,0 +1,148 @@
+"""BatchNorm with a lean second derivative, for the Hessian-vector products of SPEC §6.
+
+`BatchNorm2d` is `nn.BatchNorm2d` (same parameters, buffers, running-statistics updates and
+first derivatives: one `native_batch_norm` forward and one `native_batch_norm_backward`). Only
+when its backward is itself differentiated (a double backward, as in a Hessian-vector product)
+does it differ: PyTorch's generic `batchnorm_double_backward` dispatches about 95 operators per
+layer, the closed form below about 25. Per channel, over its N = B * H * W values, with
+x_hat = (x - mean) * inv (inv = 1 / sqrt(var + eps), biased variance) and the first backward
+
+    gx = gamma * inv * A,  A = gy - mean(gy) - x_hat * mean(gy * x_hat),
+    g_gamma = sum(gy * x_hat),  g_beta = sum(gy),
+
+the products of its derivatives with incoming gradients (ggx, gg_gamma, gg_beta) are
+
+    d/d gy:    gamma * inv * (ggx - mean(ggx) - x_hat * q) + gg_gamma * x_hat + gg_beta
+    d/d x:     gamma * inv^2 * (-x_hat * p - m * (ggx - mean(ggx) - x_hat * q) - A * q) + gg_gamma * inv * A
+    d/d gamma: inv * N * p
+
+with m = mean(gy * x_hat), q = mean(ggx * x_hat), p = mean(ggx * A) (derived by differentiating
+gx, g_gamma and g_beta; tested against PyTorch's double backward in float64).
+Under torch.func transforms (vmap, jvp) the layer falls back to `F.batch_norm`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+_DIMS = (0, 2, 3)
+
+
+def _channel(v: Tensor) -> Tensor:
+    """(C,) -> (1, C, 1, 1)."""
+    return v.view(1, -1, 1, 1)
+
+
+class _BatchNormTrain(torch.autograd.Function):
+    """Batch-statistics BatchNorm (updating running statistics when given); backward as PyTorch's."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        weight: Tensor | None,
+        bias: Tensor | None,
+        running_mean: Tensor | None,
+        running_var: Tensor | None,
+        momentum: float,
+        eps: float,
+    ) -> Tensor:
+        out, mean, invstd = torch.native_batch_norm(x, weight, bias, running_mean, running_var, True, momentum, eps)
+        ctx.save_for_backward(x, weight, mean, invstd)
+        ctx.eps = eps
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, gy: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight, mean, invstd = ctx.saved_tensors
+        affine = weight is not None
+        if torch.is_grad_enabled():  # create_graph: differentiable, with the closed-form double backward
+            gx, g_weight, g_bias = _BatchNormBackward.apply(gy, x, weight, mean, invstd, ctx.eps)
+        else:
+            mask = [ctx.needs_input_grad[0], affine and ctx.needs_input_grad[1], affine and ctx.needs_input_grad[2]]
+            gx, g_weight, g_bias = torch.ops.aten.native_batch_norm_backward(
+                gy, x, weight, None, None, mean, invstd, True, ctx.eps, mask
+            )
+        if not affine:
+            g_weight = g_bias = None
+        return gx, g_weight, g_bias, None, None, None, None
+
+
+class _BatchNormBackward(torch.autograd.Function):
+    """(gy, x, weight) -> (gx, g_weight, g_bias) of batch-statistics BatchNorm, with the closed-form
+    products of its derivatives (module docstring). mean and invstd (C,) are the forward's
+    statistics of x, constants here (their dependence on x is in the formulas)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, gy: Tensor, x: Tensor, weight: Tensor | None, mean: Tensor, invstd: Tensor, eps: float
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        affine = weight is not None
+        gx, g_weight, g_bias = torch.ops.aten.native_batch_norm_backward(
+            gy, x, weight, None, None, mean, invstd, True, eps, [True, affine, affine]
+        )
+        ctx.save_for_backward(gy, x, weight, mean, invstd)
+        return gx, g_weight, g_bias
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(
+        ctx: Any, ggx: Tensor | None, gg_weight: Tensor | None, gg_bias: Tensor | None
+    ) -> tuple[Tensor | None, ...]:
+        gy, x, weight, mean, invstd = ctx.saved_tensors
+        count = x.numel() // x.shape[1]
+        inv = _channel(invstd)
+        x_hat = (x - _channel(mean)) * inv
+        gamma = inv if weight is None else _channel(weight) * inv  # gamma * inv
+        m = (gy * x_hat).mean(_DIMS, keepdim=True)
+        centred_gy = gy - gy.mean(_DIMS, keepdim=True)
+        a = torch.addcmul(centred_gy, x_hat, m, value=-1.0)  # A
+        g_gy = g_x = g_weight = None
+        if ggx is not None:
+            q = (ggx * x_hat).mean(_DIMS, keepdim=True)
+            p = (ggx * a).mean(_DIMS, keepdim=True)
+            t = torch.addcmul(ggx - ggx.mean(_DIMS, keepdim=True), x_hat, q, value=-1.0)
+            g_gy = gamma * t
+            inner = torch.addcmul(torch.addcmul(m * t, x_hat, p), a, q)  # x_hat p + m t + A q
+            g_x = -(gamma * inv) * inner
+            if weight is not None and ctx.needs_input_grad[2]:
+                g_weight = (p * inv).view(-1) * count
+        if gg_weight is not None:
+            g_gy = _accumulate(g_gy, x_hat * _channel(gg_weight))
+            g_x = _accumulate(g_x, a * (inv * _channel(gg_weight)))
+        if gg_bias is not None:
+            g_gy = _accumulate(g_gy, _channel(gg_bias).expand_as(gy))
+        return g_gy, g_x, g_weight, None, None, None
+
+
+def _accumulate(total: Tensor | None, term: Tensor) -> Tensor:
+    return term if total is None else total + term
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """`nn.BatchNorm2d` whose batch-statistics mode has the closed-form double backward above
+    (same values, parameters, buffers and first derivatives)."""
+
+    counted_by_model: bool = False
+    """True when the model increments `num_batches_tracked` itself before the layer runs in
+    train mode (`OneShotModel`: one multi-tensor op for all its layers, not one op per layer)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input_dim(x)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            if not self.counted_by_model:
+                self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        batch_statistics = self.training or (self.running_mean is None and self.running_var is None)
+        track = not self.training or self.track_running_stats
+        running_mean, running_var = (self.running_mean, self.running_var) if track else (None, None)
+        if not batch_statistics or torch._C._are_functorch_transforms_active():
+            return F.batch_norm(
+                x, running_mean, running_var, self.weight, self.bias, batch_statistics, factor, self.eps
+            )
+        return _BatchNormTrain.apply(x, self.weight, self.bias, running_mean, running_var, factor, self.eps)

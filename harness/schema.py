@@ -1,0 +1,65 @@
+"""Versions of the per-epoch table and how an older table is read as the current one.
+
+Pandas only, importing nothing else of the harness: `plots` reads tables through
+`upgrade_table` too. The current columns are declared by the measurements
+(`harness.measurements`); `SCHEMA_VERSION` is the newest `since` among them (a test keeps the
+two equal). Every row stores the version that wrote it.
+
+History:
+1. the first table: row e = after e + 1 epochs, no row before training.
+2. row k = after k epochs (row 0: before training, as the reference's row 0), the decoded
+   architecture (`arch_matrix`, `arch_ops`) next to `arch_hash`.
+3. an epoch made of measurements: `variant`, `selected` (the row a run reports as its result)
+   and `stop_reason` (an early stop, on the run's last row).
+4. columns named for what they measure: the supernet's `supernet_valid_loss` /
+   `supernet_valid_accuracy`, NAS-Bench-101's `benchmark_valid_error`.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+SCHEMA_VERSION = 4
+RENAMED: dict[str, str] = {
+    "valid_loss": "supernet_valid_loss",
+    "valid_accuracy": "supernet_valid_accuracy",
+    "valid_error": "benchmark_valid_error",
+}
+"""Columns renamed in version 4: old name -> new name."""
+RUN_KEY = ("space", "optimizer", "variant", "seed")
+"""What tells runs apart in a collected table."""
+
+
+def upgrade_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table (or a collection of tables) of any version, read as the current version: v1 rows
+    move to the epochs-completed numbering (epoch + 1), added columns get what older versions
+    implied (variant = optimizer, the last row selected), renamed columns their new names; then
+    every row says the current version, so upgrading again changes nothing. A current table is
+    returned as is."""
+    if "schema_version" in frame.columns and len(frame) and (frame["schema_version"] == SCHEMA_VERSION).all():
+        return frame
+    frame = frame.copy()
+    version = frame["schema_version"] if "schema_version" in frame.columns else pd.Series(1, index=frame.index)
+    version = pd.to_numeric(version, errors="coerce").fillna(1)
+    if "epoch" in frame.columns:
+        frame.loc[version < 2, "epoch"] += 1
+    for old, new in RENAMED.items():
+        if old in frame.columns:
+            frame[new] = frame[new].fillna(frame[old]) if new in frame.columns else frame[old]
+            frame = frame.drop(columns=old)
+    if "optimizer" in frame.columns:
+        variant = frame["variant"] if "variant" in frame.columns else pd.Series(pd.NA, index=frame.index)
+        optimizer = frame["optimizer"].astype("string")
+        frame["variant"] = variant.astype("string").replace("", pd.NA).fillna(optimizer)
+    if {"epoch", "run"} <= set(frame.columns):
+        last = frame["epoch"] == frame.groupby("run")["epoch"].transform("max")
+        selected = (
+            frame["selected"].astype("boolean")
+            if "selected" in frame.columns
+            else pd.Series(pd.NA, index=frame.index, dtype="boolean")
+        )
+        frame["selected"] = selected.fillna(last)
+    if "stop_reason" not in frame.columns:
+        frame["stop_reason"] = pd.Series(pd.NA, index=frame.index, dtype="string")
+    frame["schema_version"] = SCHEMA_VERSION
+    return frame
