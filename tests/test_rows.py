@@ -221,3 +221,22 @@ def test_collected_tables_of_several_versions_mix(cifar_root, tmp_path):
     table = collect(tmp_path)
     assert table.groupby("run")["epoch"].max().to_dict() == {"darts-s1-seed0": 1, "old-run": 2}
     assert table["supernet_valid_accuracy"].notna().all()
+
+
+def test_a_registered_variant_brings_its_settings_through_the_api_too():
+    from harness.config import make_config
+
+    config = make_config("darts", 1, variant="rdarts-l2-81e-4")
+    assert config.optimizer_options["weight_decay"] == 81e-4 and config.run_name == "darts-rdarts-l2-81e-4-s1-seed0"
+    own = make_config("darts", 1, variant="rdarts-l2-81e-4", optimizer_options={"weight_decay": 1e-4})
+    assert own.optimizer_options["weight_decay"] == 1e-4
+    with pytest.raises(Exception, match="configures darts, not gdas"):
+        make_config("gdas", 1, variant="rdarts-l2-81e-4")
+
+
+def test_a_user_named_variant_is_swept_over_one_optimizer_only():
+    from harness.commands.sweep import grid_entries
+
+    assert grid_entries(["darts"], ["wd:weight_decay=9e-4"]) == [("darts", "wd", {"weight_decay": "9e-4"})]
+    with pytest.raises(Exception, match="curves would merge"):
+        grid_entries(["darts", "gdas"], ["wd:weight_decay=9e-4"])
