@@ -88,10 +88,21 @@ def gpu_slot(gpus: Sequence[int], runs_per_gpu: int, folder: Path | None = None)
 
 
 def _is_complete(config: RunConfig) -> bool:
-    from harness.results import is_complete, read_status
+    """Whether the run of `config` finished (all epochs, or an early stop) under this same
+    configuration; a finished run of another configuration is left to the runner to refuse."""
+    import optimizers
+    from harness.identity import identity_differences, resolved_config, run_identity
+    from harness.results import CONFIG_FILE, is_complete, read_json, read_status
 
+    run_dir = Path(config.out) / config.run_name
     try:
-        return is_complete(read_status(Path(config.out) / config.run_name), config.epochs)
+        if not is_complete(read_status(run_dir), config.epochs):
+            return False
+        for plugin in config.plugins:
+            optimizers.load_plugin(plugin)
+        optimizer_class = optimizers.get(config.optimizer)
+        stored = run_identity(read_json(run_dir / CONFIG_FILE).get("resolved", {}), optimizer_class)
+        return not identity_differences(stored, run_identity(resolved_config(config, optimizer_class), optimizer_class))
     except HarnessError:
         return False
 

@@ -139,6 +139,12 @@ def test_failing_runs_are_reported_and_the_rest_complete_then_skipped(
     assert [o.detail for o in again] == [o.detail for o in outcomes]
     assert {d: stamps(d) for d in finished} == before
 
+    changed = [
+        dataclasses.replace(configs[0], optimizer_options={**configs[0].optimizer_options, "weight_decay": 1e-3})
+    ]
+    refused = run_sweep(changed, jobs=1)  # finished, but under another configuration: not skipped
+    assert [o.state for o in refused] == ["failed"] and "different configuration" in refused[0].detail
+
 
 def test_killed_sweep_restarts_to_the_same_tables(cifar_root: Path, reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "killed"
