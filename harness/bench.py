@@ -150,10 +150,26 @@ def _eigenpair_call(
     objective: Callable[[Sequence[Tensor]], Tensor],
     params: Sequence[Tensor],
     method: str,
+    config: RunConfig,
     graphs: bool,
 ) -> Callable[[], None]:
-    """A call that appends the Hessian's top eigenpair (by `method`, from a fixed start) to `into`."""
-    return lambda: into.append(architecture_eigenpair(model, [objective], params, method, graphs))
+    """A call that appends the Hessian's top eigenpair (by `method`, from a fixed start, at the
+    config's tolerance and TF32 setting) to `into`."""
+    return lambda: into.append(
+        architecture_eigenpair(
+            model, [objective], params, method, graphs, config.hessian_tolerance, config.hessian_tf32
+        )
+    )
+
+
+def compile_cells(model: torch.nn.Module) -> None:
+    """`torch.compile` each cell of the model in place (static shapes; one compiled graph per
+    cell shape, compiled at its first call)."""
+    import torch._dynamo
+
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 4 * len(model.cells))
+    for cell in model.cells:
+        cell.compile(dynamic=False)
 
 
 def run_bench(
@@ -163,10 +179,14 @@ def run_bench(
     hessian_methods: tuple[str, ...] = ("rows", "lanczos"),
     hessian_repeats: int = 3,
     profile: bool = False,
+    compile: bool = False,
     synthetic_images: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, object]:
-    """Time `config`'s optimizer on its space at its model size; print and return the figures."""
+    """Time `config`'s optimizer on its space at its model size; print and return the figures.
+
+    compile: `torch.compile` the cells first (`compile_cells`); the warm-up steps then include
+    the compilation, and their time is reported."""
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     optimizer_class = optimizers.get(config.optimizer)
@@ -180,6 +200,8 @@ def run_bench(
         source = f"CIFAR-10 ({len(images)} images)"
     data = search_data(config, options.batch_size, device, images, labels)
     model = build_model(config, optimizer_class, device)
+    if compile:
+        compile_cells(model)
     optimizer = optimizer_class(get_search_space(config.space), model, options)
     optimizer.new_epoch(0, config.epochs)
     graphed = use_cuda_graphs(config, device) and optimizer.capturable
@@ -188,7 +210,7 @@ def run_bench(
     log(
         f"{config.optimizer}, space {config.space}, batch {options.batch_size}, {config.channels} channels, "
         f"{config.cells} cells, {source}, {where}, torch {torch.__version__}, "
-        f"CUDA graphs {'on' if graphed else 'off'}, "
+        f"CUDA graphs {'on' if graphed else 'off'}, {'compiled cells, ' if compile else ''}"
         f"{'channels_last' if memory_format(config, device) == torch.channels_last else 'NCHW'}"
     )
     pairs = endless_pairs(data)
@@ -200,8 +222,13 @@ def run_bench(
         train, valid = next(pairs)
         step_fn(train, valid)
 
+    started = time.perf_counter()
     for _ in range(warmup):
         one_step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    results["warmup_seconds"] = time.perf_counter() - started
+    log(f"warm-up ({warmup} steps{', compiling the cells' if compile else ''}): {results['warmup_seconds']:.1f} s")
     results["step"] = time_calls(one_step, steps, device)
     log(f"step (batch pair + search step): {results['step']}")
 
@@ -220,9 +247,11 @@ def run_bench(
     results["validation"] = time_calls(validate, max(10, steps // 5), device)
     log(f"validation forward (one batch, eval mode): {results['validation']}")
     if profile:
+        mixing = optimizer.eval_mixing()
+        eager = inference(model, mixing, graphs=False)
         with torch.no_grad():
-            counts = dispatched_ops(lambda: model(valid_images, optimizer.eval_mixing()))
-        log(describe_ops("one eager validation forward", counts))
+            log(describe_ops("one eager validation forward", dispatched_ops(lambda: eager(valid_images))))
+            log(describe_ops("  the same through the module", dispatched_ops(lambda: model(valid_images, mixing))))
     model.train()
 
     params = optimizer.arch_parameters()
@@ -234,7 +263,7 @@ def run_bench(
             log(describe_ops("one eager Hessian-vector product", dispatched_ops(lambda: products(direction))))
     for method in hessian_methods if params else ():
         eigenpairs: list[TopEigenpair] = []
-        eigen = _eigenpair_call(eigenpairs, model, objective, params, method, use_cuda_graphs(config, device))
+        eigen = _eigenpair_call(eigenpairs, model, objective, params, method, config, use_cuda_graphs(config, device))
         eigen()
         results[f"hessian_{method}"] = time_calls(eigen, hessian_repeats, device)
         log(

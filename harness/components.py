@@ -10,6 +10,7 @@ from torch import Tensor
 
 from benchmarks.errors import HarnessError, UnknownNameError
 from benchmarks.nasbench1shot1 import Mixing, OneShotModel, get_search_space
+from benchmarks.nasbench1shot1.inference import FoldedNetwork
 from harness.config import RunConfig
 from harness.cuda_graphs import GraphedCall
 from harness.data import SearchData
@@ -82,9 +83,14 @@ def _optimizer_options(config: RunConfig) -> object | None:
 
 def inference(model: OneShotModel, mixing: Mixing, graphs: bool) -> Callable[[Tensor], Tensor]:
     """images (B, 3, 32, 32) -> logits (B, 10) with fixed mixing weights, replayed as a CUDA graph
-    when `graphs`; call it in eval mode under torch.no_grad()."""
+    when `graphs`; call it in eval mode under torch.no_grad(), and make a new one after the
+    weights change. Dense mixing runs the BatchNorm-folded `FoldedNetwork`, other mixing the model.
+    """
+    if FoldedNetwork.supports(model, mixing):
+        forward = FoldedNetwork(model, mixing)
+    else:
 
-    def forward(images: Tensor) -> Tensor:
-        return model(images, mixing)
+        def forward(images: Tensor) -> Tensor:
+            return model(images, mixing)
 
     return GraphedCall(forward, "the validation forward pass") if graphs else forward

@@ -66,6 +66,9 @@ class RunConfig:
     of n; stops at an estimated relative error of `hessian_tolerance`, default 1e-4, well below the
     eigenvalue's batch-to-batch spread of 17-40%), "rows" (the exact full Hessian), or the vmapped
     "forward-over-reverse" / "reverse-over-reverse" (see harness/hessian.py);
+    hessian_tf32: on GPUs with TF32 tensor cores, allow TF32 in the Hessian-vector products
+    (off: full fp32, as the reference on its GTX 1080 Ti; on an H200, TF32 moved the eigenvalue
+    by up to 1.4e-2 relative against float64, fp32 by up to 5.1e-4: docs/performance.md);
     cuda_graphs: on CUDA, replay capturable optimizer steps and the validation forward pass as
     CUDA graphs (same computation); channels_last: on CUDA, NHWC activations (same computation,
     faster cuDNN kernels);
@@ -92,6 +95,7 @@ class RunConfig:
     hessian_batches: int = 1
     hessian_method: str = "lanczos"
     hessian_tolerance: float = 1e-4
+    hessian_tf32: bool = False
     cutout: bool = False
     cutout_length: int = 16
     cutout_prob: float = 1.0

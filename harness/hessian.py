@@ -228,26 +228,36 @@ def top_eigenpair(matrix: Tensor) -> TopEigenpair:
 
 
 @contextlib.contextmanager
-def hessian_mode(model: nn.Module) -> Iterator[None]:
-    """The reference's setting: train mode (batch statistics), running statistics untouched; and
-    full fp32 convolutions (no TF32 on GPUs that have it), as on the paper's GTX 1080 Ti. TF32
-    stays off until it is measured to move the eigenvalue by at most 1e-3 relative against
-    float64 on the same batch (one earlier GPU measurement saw 5e-4 between two methods; not yet
-    measured against float64)."""
+def hessian_mode(model: nn.Module, tf32: bool = False) -> Iterator[None]:
+    """The reference's setting: train mode (batch statistics), running statistics untouched, the
+    cells' weighted sums as batched products (`OneShotModel.batched_sums`: faster in the double
+    backward of the products on a GPU; same values); and
+    full fp32 convolutions and matrix products, as on the paper's GTX 1080 Ti, unless `tf32`
+    (TF32 tensor cores on GPUs that have them). TF32 stays off by default: on an H200 it moved
+    the eigenvalue by 2.7e-3 to 1.4e-2 relative against float64 on the same batch (fp32: at most
+    5.1e-4), over the 1e-3 allowed (docs/performance.md, docs/measurements/hessian_tf32.py)."""
     was_training = model.training
+    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
+    batched_sums = getattr(model, "batched_sums", None)
     model.train()
     try:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        if batched_sums is not None:
+            model.batched_sums = True
         with (
             batch_statistics_only(model),
             torch.backends.cudnn.flags(
                 enabled=torch.backends.cudnn.enabled,
                 benchmark=torch.backends.cudnn.benchmark,
                 deterministic=torch.backends.cudnn.deterministic,
-                allow_tf32=False,
+                allow_tf32=tf32,
             ),
         ):
             yield
     finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+        if batched_sums is not None:
+            model.batched_sums = batched_sums
         model.train(was_training)
 
 
@@ -257,10 +267,11 @@ def architecture_hessian(
     params: Sequence[Tensor],
     method: Method = "rows",
     graphs: bool = True,
+    tf32: bool = False,
 ) -> Tensor:
     """Mean Hessian (n, n) over one or more objectives (e.g. one per search-valid batch), in
     `hessian_mode`."""
-    with hessian_mode(model):
+    with hessian_mode(model, tf32):
         total = sum(hessian(objective, params, method, graphs=graphs) for objective in objectives)
     return total / len(objectives)
 
@@ -272,15 +283,16 @@ def architecture_eigenpair(
     method: Method = "lanczos",
     graphs: bool = True,
     tolerance: float = LANCZOS_TOLERANCE,
+    tf32: bool = False,
 ) -> TopEigenpair:
     """The largest eigenvalue of the mean Hessian over `objectives`, its eigenvector and the
     number of products with that mean Hessian (n for the full-Hessian methods).
 
     graphs: on CUDA, replay the Hessian-vector products as CUDA graphs; tolerance: Lanczos's
-    relative error (estimated) at which it stops."""
+    relative error (estimated) at which it stops; tf32: allow TF32 in the products (`hessian_mode`)."""
     if method != "lanczos":
-        return top_eigenpair(architecture_hessian(model, objectives, params, method, graphs))
-    with hessian_mode(model):
+        return top_eigenpair(architecture_hessian(model, objectives, params, method, graphs, tf32))
+    with hessian_mode(model, tf32):
         product_sets = [HessianVectorProducts(objective, params, graphs) for objective in objectives]
         size, like = product_sets[0].size, product_sets[0].theta.detach()
 

@@ -63,8 +63,7 @@ SCALES: dict[str, Scale] = {
     ),
     "tiny": Scale(
         "tiny",
-        "a smoke test of the pipeline: 4 channels (PC-DARTS needs 4), 3 cells, 192 images, 2 epochs, one seed, "
-        "space 1",
+        "a smoke test of the pipeline: 4 channels (PC-DARTS needs 4), 3 cells, 192 images, 2 epochs, one seed, space 1",
         spaces=(1,),
         seeds=(0,),
         methods=PAPER_METHODS,

@@ -33,3 +33,11 @@ def test_bench_prints_every_figure_and_the_hessian_methods_agree():
     products = {m: int(v) for m, v in re.findall(r"\((\w+), 24 parameters, (\d+) Hessian-vector products", text)}
     assert eigenvalues["lanczos"] == pytest.approx(eigenvalues["rows"], rel=1e-4)  # LANCZOS_TOLERANCE
     assert products["rows"] == 24 and products["lanczos"] < 24
+
+
+def test_bench_refuses_to_time_the_hessian_of_compiled_cells(capsys):
+    from harness.cli import main
+
+    code = main(["bench", "--optimizer", "darts", "--space", "1", "--compile", "--device", "cpu"])
+    assert code != 0
+    assert "--hessian-methods=" in capsys.readouterr().err

@@ -55,12 +55,13 @@ def test_batch_norm_module_keeps_pytorchs_running_statistics():
     torch.testing.assert_close(ours(x), plain(x), atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("batched", [False, True])
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_combine_groups_is_the_weighted_sum_of_groups(memory_format):
+def test_combine_groups_is_the_weighted_sum_of_groups(memory_format, batched):
     generator = torch.Generator().manual_seed(0)
     stacked = torch.randn(2, 5 * 3, 4, 4, generator=generator, dtype=torch.float64).to(memory_format=memory_format)
     coefficients = torch.randn(2, 5, generator=generator, dtype=torch.float64)
-    got = combine_groups(coefficients, stacked, 5)
+    got = combine_groups(coefficients, stacked, 5, batched)
     groups = stacked.split(3, dim=1)
     want = torch.cat([sum(c * g for c, g in zip(row, groups)) for row in coefficients], dim=1)
     assert_close(got, want)
@@ -104,3 +105,24 @@ def test_foreach_weight_step_equals_the_per_parameter_step():
         sgd.step()
     for got, want in zip(model.parameters(), parameters):
         assert_close(got, want)
+
+
+def test_batched_sums_give_the_same_channels_last_model_and_hessian_mode_sets_them():
+    from harness.hessian import hessian_mode
+
+    torch.manual_seed(0)
+    space = get_search_space(3)
+    model = OneShotModel(space, channels=4, cells=3).double().to(memory_format=torch.channels_last)
+    x = torch.randn(3, 3, 32, 32, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    alphas = [torch.randn(shape, dtype=torch.float64, requires_grad=True) for shape in space.alpha_shapes]
+    results = []
+    for batched in (False, True):
+        model.batched_sums = batched
+        loss = model(x, Mixing.from_weights([a.softmax(dim=-1) for a in alphas])).square().mean()
+        results.append([loss, *torch.autograd.grad(loss, alphas)])
+    for got, want in zip(*results):
+        assert_close(got, want)
+    model.batched_sums = False
+    with hessian_mode(model):
+        assert model.batched_sums
+    assert not model.batched_sums

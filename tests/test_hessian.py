@@ -176,3 +176,14 @@ def test_the_default_tolerance_keeps_the_order_of_eigenvalues():
     assert len(set(exact)) == len(exact)
     assert sorted(range(len(exact)), key=exact.__getitem__) == sorted(range(len(fast)), key=fast.__getitem__)
     assert all(abs(f - e) <= LANCZOS_TOLERANCE * abs(e) for f, e in zip(fast, exact))
+
+
+def test_hessian_mode_sets_tf32_only_inside_and_restores_it():
+    from harness.hessian import hessian_mode
+
+    model = torch.nn.Linear(2, 2)
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    for tf32 in (False, True):
+        with hessian_mode(model, tf32):
+            assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (tf32, tf32)
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before

@@ -99,4 +99,3 @@ def test_reproduce_tiny_runs_end_to_end(cifar_root, tmp_path, capsys):
     )
     assert (table.groupby("run")["epoch"].max() == 2).all()
     assert any(out.glob("*.pdf"))
-

@@ -98,11 +98,17 @@ class Cell(nn.Module):
         self.nodes = NodeOps(n, channels // partial_channels, bn_momentum)
 
     def forward(
-        self, s0: Tensor, mixing: Mixing, coefficients: CellCoefficients | None = None, drop_path_prob: float = 0.0
+        self,
+        s0: Tensor,
+        mixing: Mixing,
+        coefficients: CellCoefficients | None = None,
+        drop_path_prob: float = 0.0,
+        batched_sums: bool = False,
     ) -> Tensor:
         """s0 (B, c_in, H, W) -> (B, n * channels, H, W). coefficients: this cell's rows for the
         fused path (from `OneShotModel`); drop_path_prob > 0 multiplies each node's output by a
-        per-sample Bernoulli(1 - p) / (1 - p) mask (train mode)."""
+        per-sample Bernoulli(1 - p) / (1 - p) mask (train mode); batched_sums: `combine_groups`'
+        `batched`."""
         pre = self.preprocess(s0)
         if coefficients is None:
             return self._node_by_node(pre, mixing, drop_path_prob)
@@ -114,7 +120,7 @@ class Cell(nn.Module):
             x = (
                 stacked[:, i * channels : (i + 1) * channels]
                 if rows is None
-                else combine_groups(rows, stacked, n + 3 * i)
+                else combine_groups(rows, stacked, n + 3 * i, batched_sums)
             )
             outputs = [max_pool(x), self.nodes.convolutions(x, i, kernels[i])]
             if drop_path_prob > 0:
@@ -122,7 +128,7 @@ class Cell(nn.Module):
                 outputs = [out * mask for out in outputs]
             last = [output_projection] if i == n - 1 else []
             stacked = torch.cat([stacked, *outputs, *last], dim=1)
-        return combine_groups(coefficients.output, stacked, 5 * n)
+        return combine_groups(coefficients.output, stacked, 5 * n, batched_sums)
 
     def _node_by_node(self, pre: Tensor, mixing: Mixing, drop_path_prob: float) -> Tensor:
         n, channels = self.num_nodes, self.channels
@@ -185,6 +191,10 @@ class OneShotModel(nn.Module):
     device, node by node and cell by cell (as DARTS's drop_path). No effect in eval mode or with
     p = 0, and then no random numbers are drawn.
 
+    `batched_sums` (default False): form the cells' weighted sums as batched matrix products
+    in the channels-last layout too (`combine_groups`); `harness.hessian.hessian_mode` sets it
+    for the Hessian's products, where that is faster. Same values either way.
+
     The parameter layout is this harness's (fused); `reference_layout.from_reference_state_dict`
     maps a state dict of the reference code's `Network` onto it.
     """
@@ -201,6 +211,7 @@ class OneShotModel(nn.Module):
         super().__init__()
         self.space = space
         self.drop_path_prob: float = 0.0
+        self.batched_sums = False
         n = space.num_choice_nodes
         self.reductions = {cells // 3, 2 * cells // 3}
         self.stem = ConvBnRelu(3, channels, 3, bn_momentum)
@@ -238,7 +249,7 @@ class OneShotModel(nn.Module):
         for i, cell in enumerate(self.cells):
             if i in self.reductions:
                 s = self.downsample(s)
-            s = cell(s, mixing, coefficients[i], drop_path_prob)
+            s = cell(s, mixing, coefficients[i], drop_path_prob, self.batched_sums)
         s = self.postprocess(s)
         return self.classifier(s.mean(dim=(2, 3)))
 

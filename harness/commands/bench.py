@@ -17,6 +17,11 @@ def _bench(args: argparse.Namespace) -> int:
         raise SettingError(f"unknown Hessian method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     if args.steps < 1 or args.warmup < 0:
         raise SettingError(f"--steps must be at least 1 and --warmup at least 0 (got {args.steps}, {args.warmup})")
+    if args.compile and methods:
+        raise SettingError(
+            "--compile cannot time the Hessian (its double backward cannot run through compiled cells): "
+            "add --hessian-methods="
+        )
     config = config_from_args(args, args.optimizer, args.space, args.seed)
     from harness.run_log import set_threads
 
@@ -28,6 +33,7 @@ def _bench(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         hessian_methods=methods,
         profile=args.profile,
+        compile=args.compile,
         synthetic_images=args.data is None,
     )
     return 0
@@ -54,6 +60,12 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="also list the kernels of a few eager steps, and count the ATen ops of one step, one validation "
         "forward and one Hessian-vector product",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile each cell first (an experiment: the Hessian's double backward cannot run through "
+        "compiled cells, so leave --hessian-methods empty); the warm-up's time then includes the compilation",
     )
     add_run_options(parser)
     parser.set_defaults(handler=_bench)

@@ -48,6 +48,7 @@ class HessianEigenvalue(Measurement):
                 config.hessian_method,
                 graphs=context.graphs,
                 tolerance=config.hessian_tolerance,
+                tf32=config.hessian_tf32,
             )
         eigenvalue = dominant_eigenvalue(pair, optimizer.config.arch_weight_decay)
         return {"hessian_eigenvalue": eigenvalue, "hessian_seconds": time.perf_counter() - started}

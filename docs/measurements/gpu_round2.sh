@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The GPU figures of issue #15 (docs/performance.md), in one pass, each step under its own time limit.
+#
+#   bash docs/measurements/gpu_round2.sh OUTDIR [SHARED] [OLD_TREE]
+#
+# SHARED: the folder holding data/cifar10-jpeg.tar.gz and tools/prepare_cifar10.py (default ../shared);
+# OLD_TREE: a checkout of the commit before round 2, timed the same way as the baseline (optional).
+# Everything goes to OUTDIR/gpu.log. SMOKE=1 runs every step at toy sizes on the CPU (checks the script).
+set -u
+out=${1:?OUTDIR}
+shared=${2:-../shared}
+old=${3:-}
+mkdir -p "$out"
+log="$(cd "$out" && pwd)/gpu.log"
+py=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+if [ "${SMOKE:-0}" = 1 ]; then
+    size=(--device cpu --set channels=4 --set cells=3 --set batch_size=16)
+    steps=(--steps 2 --warmup 1)
+    e2e=(--device cpu --set channels=4 --set cells=3 --set data_limit=2000 --epochs 2)
+    tf32=(--device cpu --channels 4 --cells 3 --states 0,2 --batches 1 --images 2000)
+    limit="--limit 3000"
+else
+    size=()
+    steps=(--steps 30 --warmup 5)
+    e2e=(--epochs 4)
+    tf32=(--states 0,30,90 --batches 2)
+    limit=""
+fi
+cifar=/tmp/cifar-full
+
+step() {  # step NAME SECONDS COMMAND...: run under a time limit, everything into the log
+    local name=$1 seconds=$2
+    shift 2
+    echo "=== $name: $* ($(date -u +%T))" | tee -a "$log"
+    local started=$SECONDS
+    timeout "$seconds" "$@" >>"$log" 2>&1
+    echo "=== $name: exit $?, $((SECONDS - started)) s" | tee -a "$log"
+}
+
+stamp() {  # each line (progress bars left out) prefixed with the seconds since the step began
+    "$py" -u -c "
+import sys, time
+t = time.time()
+for line in sys.stdin:
+    for part in line.rstrip().split(chr(13)):
+        if part.strip() and '%|' not in part:
+            print(f'{time.time() - t:7.2f} {part}', flush=True)
+"
+}
+
+{ nvidia-smi -L; "$py" -c "import torch; print('torch', torch.__version__, torch.version.cuda)"; } >>"$log" 2>&1
+step cifar 120 "$py" "$shared/tools/prepare_cifar10.py" "$cifar" $limit
+step bench-darts-1 150 "$py" -m harness bench --optimizer darts --space 1 "${steps[@]}" --profile "${size[@]}"
+step bench-darts-3 120 "$py" -m harness bench --optimizer darts --space 3 "${steps[@]}" --hessian-methods=lanczos "${size[@]}"
+step bench-sdarts-adv-1 120 "$py" -m harness bench --optimizer sdarts-adv --space 1 "${steps[@]}" --hessian-methods= "${size[@]}"
+step hessian-tf32 150 "$py" docs/measurements/hessian_tf32.py --data "$cifar" "${tf32[@]}"
+echo "=== e2e: harness run darts space 1 ($(date -u +%T))" | tee -a "$log"
+rm -rf /tmp/e2e
+started=$SECONDS
+timeout 150 "$py" -m harness run --optimizer darts --space 1 --benchmark synthetic --data "$cifar" --out /tmp/e2e \
+    "${e2e[@]}" 2>&1 | stamp >>"$log"
+echo "=== e2e: $((SECONDS - started)) s" | tee -a "$log"
+if [ -n "$old" ]; then
+    (cd "$old" && PYTHONPATH=$PWD step bench-old-darts-1 150 "$py" -m harness bench --optimizer darts --space 1 \
+        "${steps[@]}" --hessian-methods=lanczos "${size[@]}")
+fi
+[ "${SMOKE:-0}" = 1 ] || step bench-compile-1 150 "$py" -m harness bench --optimizer darts --space 1 "${steps[@]}" --hessian-methods= \
+    --compile "${size[@]}"
+echo "=== done ($(date -u +%T))" | tee -a "$log"

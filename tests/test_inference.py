@@ -1,0 +1,86 @@
+"""The inference-only form (`FoldedNetwork`): BatchNorm folded into the convolutions, outputs
+written into one buffer per cell. Equal to the module in eval mode (float64, 1e-10), in both
+memory formats, and cheaper in dispatched operators."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmarks.nasbench1shot1 import Mixing, OneShotModel, get_search_space
+from benchmarks.nasbench1shot1.inference import FoldedNetwork, fold_batch_norm
+from harness.bench import dispatched_ops
+from harness.components import inference
+
+
+def trained_model(space_id: int, cells: int = 3, channels: int = 4, seed: int = 0) -> OneShotModel:
+    """A float64 model whose BatchNorm layers have non-trivial affine parameters and running
+    statistics (a few train-mode passes), in eval mode."""
+    torch.manual_seed(seed)
+    space = get_search_space(space_id)
+    model = OneShotModel(space, channels=channels, cells=cells, bn_momentum=0.5).double()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.affine:
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+        for _ in range(3):
+            model(torch.randn(6, 3, 32, 32, dtype=torch.float64) * 2 + 0.3, random_mixing(space))
+    return model.eval()
+
+
+def random_mixing(space, generator: torch.Generator | None = None) -> Mixing:
+    weights = [torch.rand(shape, dtype=torch.float64, generator=generator) for shape in space.alpha_shapes]
+    return Mixing.from_weights(weights)
+
+
+@pytest.mark.parametrize("space_id", [1, 2, 3])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_folded_network_equals_the_model_in_eval_mode(space_id, memory_format):
+    model = trained_model(space_id).to(memory_format=memory_format)
+    mixing = random_mixing(model.space, torch.Generator().manual_seed(space_id))
+    images = torch.randn(5, 3, 32, 32, dtype=torch.float64).contiguous(memory_format=memory_format)
+    with torch.no_grad():
+        want = model(images, mixing)
+        got = FoldedNetwork(model, mixing)(images)
+    assert got.shape == want.shape == (5, 10)
+    torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
+
+
+def test_fold_batch_norm_is_the_convolution_then_the_layer():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False).double()
+    bn = torch.nn.BatchNorm2d(4).double()
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(-2, 2)
+        bn.bias.uniform_(-1, 1)
+    bn.eval()
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    kernel, bias = fold_batch_norm(conv.weight, bn)
+    torch.testing.assert_close(torch.nn.functional.conv2d(x, kernel, bias, padding=1), bn(conv(x)), atol=1e-12, rtol=0)
+
+
+def test_inference_falls_back_to_the_model_where_folding_does_not_apply():
+    model = trained_model(1)
+    space = model.space
+    images = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    weights = [torch.rand(shape, dtype=torch.float64) for shape in space.alpha_shapes]
+    chosen = Mixing.from_weights(weights, op_choice=[1, 0, 2, 1])
+    assert not FoldedNetwork.supports(model, chosen)
+    with torch.no_grad():
+        torch.testing.assert_close(inference(model, chosen, graphs=False)(images), model(images, chosen))
+    assert FoldedNetwork.supports(model, Mixing.from_weights(weights))
+
+
+def test_a_validation_forward_of_the_paper_model_dispatches_at_most_200_ops():
+    """Issue #15's proxy target (space 1, 9 cells; the count does not depend on the channels)."""
+    model = OneShotModel(get_search_space(1), channels=2, cells=9).eval()
+    mixing = random_mixing(model.space)
+    forward = inference(model, mixing, graphs=False)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        counts = dispatched_ops(lambda: forward(images))
+        plain = dispatched_ops(lambda: model(images, mixing))
+    assert sum(counts.values()) <= 200 < sum(plain.values())
