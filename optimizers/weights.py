@@ -43,9 +43,18 @@ class WeightTrainer:
         return lr
 
     def step(self, loss: Tensor) -> None:
-        """Back-propagate `loss` into the weights, clip the gradient norm, take an SGD step."""
+        """Back-propagate `loss` into the weights, clip the gradient norm, take an SGD step.
+
+        Every weight steps, also one the loss does not reach (an op that did not run in a pass
+        with a host-side op choice: GDAS, NASP, random-ws with `sampled_ops_only`): its gradient is
+        zero, so weight decay and momentum still apply, as in the reference under the PyTorch 1.x
+        it was written for, whose `zero_grad()` zeroed gradients instead of dropping them (under
+        PyTorch >= 2.0 its SGD would skip such weights)."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward(inputs=self.parameters)
+        for parameter in self.parameters:
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
         nn.utils.clip_grad_norm_(self.parameters, self.config.grad_clip, foreach=True)
         self.optimizer.step()
 

@@ -39,6 +39,17 @@ class RefConvBnRelu(nn.Module):
         return self.op(x)
 
 
+class RefConvOp(nn.Module):
+    """The reference's Conv3x3BnRelu / Conv1x1BnRelu: a module whose `.op` is a ConvBnRelu."""
+
+    def __init__(self, channels: int, kernel_size: int):
+        super().__init__()
+        self.op = RefConvBnRelu(channels, channels, kernel_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.op(x)
+
+
 class ReLUConvBN(nn.Module):
     def __init__(self, c_in: int, c_out: int):
         super().__init__()
@@ -56,7 +67,7 @@ class MixedOp(nn.Module):
         self.k = partial_channels
         c = channels // partial_channels
         self._ops = nn.ModuleList(
-            [nn.MaxPool2d(3, stride=1, padding=1), RefConvBnRelu(c, c, 3), RefConvBnRelu(c, c, 1)]
+            [nn.MaxPool2d(3, stride=1, padding=1), RefConvOp(c, 3), RefConvOp(c, 1)]
         )
 
     def forward(self, x: Tensor, weights: Tensor) -> Tensor:

@@ -107,6 +107,24 @@ def test_foreach_weight_step_equals_the_per_parameter_step():
         assert_close(got, want)
 
 
+def test_a_weight_the_loss_does_not_reach_still_gets_weight_decay_and_momentum():
+    """As the reference under PyTorch 1.x (zeroed, not dropped, gradients): an op that did not run
+    (a host-side op choice) still decays."""
+    torch.manual_seed(0)
+    used, unused = torch.nn.Linear(3, 2).double(), torch.nn.Linear(3, 2).double()
+    module = torch.nn.ModuleList([used, unused])
+    config = SearchConfig()
+    trainer = WeightTrainer(module, config)
+    before = [p.detach().clone() for p in unused.parameters()]
+    for step in range(2):
+        trainer.step(used(torch.randn(4, 3, dtype=torch.float64)).square().mean())
+    decay = 1 - config.weight_lr * config.weight_decay
+    for got, start in zip(unused.parameters(), before):
+        # two steps of SGD with momentum m on gradient wd * p: p1 = p0 d, p2 = p1 - lr (m wd p0 + wd p1)
+        want = start * decay - config.weight_lr * config.weight_decay * (config.weight_momentum * start + start * decay)
+        assert_close(got, want)
+
+
 def test_batched_sums_give_the_same_channels_last_model_and_hessian_mode_sets_them():
     from harness.hessian import hessian_mode
 

@@ -7,9 +7,10 @@ per op; this harness fuses them (SPEC §4 is unchanged):
   `classifier.*` unchanged;
 * `cells.i._input_projections.{0..n}.op.{0,1}.*` (n projections to C, one to n * C) ->
   `cells.i.preprocess.{0,1}.*`, concatenated along the output channels in that order;
-* `cells.i._choice_blocks.j.mixed_op._ops.1.op.0.weight` (conv3x3) and `..._ops.2.op.0.weight`
-  (conv1x1) -> rows j * C to (j + 1) * C of `cells.i.nodes.conv3x3` and `cells.i.nodes.conv1x1`;
-* their BatchNorms `..._ops.{1,2}.op.1.*` -> `cells.i.nodes.bns.j.*`, conv3x3's channels first.
+* `cells.i._choice_blocks.j.mixed_op._ops.1.op.op.0.weight` (conv3x3: `Conv3x3BnRelu.op` is a
+  `ConvBnRelu`, whose `.op` is the Sequential) and `..._ops.2.op.op.0.weight` (conv1x1) -> rows
+  j * C to (j + 1) * C of `cells.i.nodes.conv3x3` and `cells.i.nodes.conv1x1`;
+* their BatchNorms `..._ops.{1,2}.op.op.1.*` -> `cells.i.nodes.bns.j.*`, conv3x3's channels first.
 
 A fused BatchNorm's `num_batches_tracked` is that of its first reference layer (it only matters
 for momentum=None, which neither model uses).
@@ -44,10 +45,10 @@ def from_reference_state_dict(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         mapped[f"cells.{cell}.preprocess.0.weight"] = torch.cat([state[f"{p}.0.weight"] for p in projections])
         _fuse_batch_norms(state, [f"{p}.1" for p in projections], f"cells.{cell}.preprocess.1", mapped)
         ops = [f"cells.{cell}._choice_blocks.{j}.mixed_op._ops" for j in range(nodes)]
-        mapped[f"cells.{cell}.nodes.conv3x3"] = torch.cat([state[f"{o}.1.op.0.weight"] for o in ops])
-        mapped[f"cells.{cell}.nodes.conv1x1"] = torch.cat([state[f"{o}.2.op.0.weight"] for o in ops])
+        mapped[f"cells.{cell}.nodes.conv3x3"] = torch.cat([state[f"{o}.1.op.op.0.weight"] for o in ops])
+        mapped[f"cells.{cell}.nodes.conv1x1"] = torch.cat([state[f"{o}.2.op.op.0.weight"] for o in ops])
         for j, o in enumerate(ops):
-            _fuse_batch_norms(state, [f"{o}.1.op.1", f"{o}.2.op.1"], f"cells.{cell}.nodes.bns.{j}", mapped)
+            _fuse_batch_norms(state, [f"{o}.1.op.op.1", f"{o}.2.op.op.1"], f"cells.{cell}.nodes.bns.{j}", mapped)
     return mapped
 
 
