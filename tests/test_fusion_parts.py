@@ -116,7 +116,7 @@ def test_a_weight_the_loss_does_not_reach_still_gets_weight_decay_and_momentum()
     config = SearchConfig()
     trainer = WeightTrainer(module, config)
     before = [p.detach().clone() for p in unused.parameters()]
-    for step in range(2):
+    for _ in range(2):
         trainer.step(used(torch.randn(4, 3, dtype=torch.float64)).square().mean())
     decay = 1 - config.weight_lr * config.weight_decay
     for got, start in zip(unused.parameters(), before):
