@@ -66,9 +66,7 @@ class MixedOp(nn.Module):
         super().__init__()
         self.k = partial_channels
         c = channels // partial_channels
-        self._ops = nn.ModuleList(
-            [nn.MaxPool2d(3, stride=1, padding=1), RefConvOp(c, 3), RefConvOp(c, 1)]
-        )
+        self._ops = nn.ModuleList([nn.MaxPool2d(3, stride=1, padding=1), RefConvOp(c, 3), RefConvOp(c, 1)])
 
     def forward(self, x: Tensor, weights: Tensor) -> Tensor:
         bypass = None
