@@ -257,7 +257,7 @@ def run_bench(
     params = optimizer.arch_parameters()
     objective = optimizer.architecture_objective((valid_images, valid_labels)) if params else None
     if profile and params:
-        with hessian_mode(model):
+        with hessian_mode(model, config.hessian_tf32):
             products = HessianVectorProducts(objective, params, graphs=False)
             direction = torch.ones_like(products.theta)
             log(describe_ops("one eager Hessian-vector product", dispatched_ops(lambda: products(direction))))

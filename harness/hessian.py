@@ -237,11 +237,11 @@ def hessian_mode(model: nn.Module, tf32: bool = False) -> Iterator[None]:
     the eigenvalue by 2.7e-3 to 1.4e-2 relative against float64 on the same batch (fp32: at most
     5.1e-4), over the 1e-3 allowed (docs/performance.md, docs/measurements/hessian_tf32.py)."""
     was_training = model.training
-    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
+    matmul_precision = torch.get_float32_matmul_precision()
     batched_sums = getattr(model, "batched_sums", None)
     model.train()
     try:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.set_float32_matmul_precision("high" if tf32 else "highest")
         if batched_sums is not None:
             model.batched_sums = True
         with (
@@ -255,7 +255,7 @@ def hessian_mode(model: nn.Module, tf32: bool = False) -> Iterator[None]:
         ):
             yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+        torch.set_float32_matmul_precision(matmul_precision)
         if batched_sums is not None:
             model.batched_sums = batched_sums
         model.train(was_training)

@@ -1,6 +1,6 @@
 """GDAS (Dong & Yang, 2019) on the one-shot model: one op per choice node, Gumbel-sampled.
 
-Per forward pass, the op of each choice node is drawn by hard Gumbel-softmax with a
+Per forward pass and cell, the op of each choice node is drawn by hard Gumbel-softmax with a
 straight-through gradient, and only that op runs; input and output edges are weighted by soft
 Gumbel-softmax. probs = softmax((log_softmax(alpha) + g) / tau) per row, g standard Gumbel
 (the reference's F.gumbel_softmax(alpha): the same, softmax being shift-invariant). The
@@ -12,8 +12,8 @@ tau_min).
 Choices, and where they differ from the NAS-Bench-1Shot1 reference (optimizers/gdas):
 - g = -log(E), E ~ Exp(1) clamped below at the smallest normal float (float32: g <= 87.3), so
   g is always finite: no resampling loop (Dong's GDAS loops, a host sync per check);
-- one sample per forward pass, shared by all cells (the model mixes every cell alike); the
-  reference draws a fresh sample in each cell;
+- as the reference, each cell of each forward pass draws its own sample (one Mixing per cell),
+  in the reference's order of draws;
 - the gradient reaches the op alphas only through the chosen op's probability, as in the
   reference's port (its MixedOpGDAS leaves the zero-weight ops out of the sum);
   `straight_through="all"` is Dong's GDAS instead: the ops that did not run add their zero
@@ -70,11 +70,6 @@ def gumbel_noise(like: Tensor) -> Tensor:
     return -torch.empty_like(like).exponential_().clamp_min_(torch.finfo(like.dtype).tiny).log()
 
 
-def gumbel_softmax(alpha: Tensor, noise: Tensor, tau: float) -> Tensor:
-    """softmax((log_softmax(alpha) + noise) / tau) per row; same shape as `alpha`."""
-    return F.softmax((F.log_softmax(alpha, dim=-1) + noise) / tau, dim=-1)
-
-
 @register("gdas")
 class GDAS(DARTS):
     """DARTS with Gumbel-sampled architectures: hard op choices, soft edges, annealed temperature."""
@@ -94,31 +89,43 @@ class GDAS(DARTS):
         super().new_epoch(epoch, epochs)
         self.tau = gumbel_temperature(epoch, epochs, self.config.tau_max, self.config.tau_min)
 
-    def sampler(self, alphas: Sequence[Tensor]) -> Callable[[Sequence[Tensor]], Mixing]:
-        """Draw Gumbel noise and the op choice at `alphas`; return alphas -> Mixing with both fixed.
+    def sampler(self, alphas: Sequence[Tensor]) -> Callable[[Sequence[Tensor]], tuple[Mixing, ...]]:
+        """Draw Gumbel noise and the op choice of every cell at `alphas`; return alphas -> one
+        Mixing per cell, with both fixed.
 
-        Op weights are one-hot in value with a straight-through gradient to probs: at the chosen
-        op only, one_hot(choice) * (1 + probs - probs.detach()) (the reference), or at every op,
-        one_hot(choice) + probs - probs.detach() (`straight_through="all"`). Costs one
-        device-to-host transfer (the choice).
+        As the reference's `GDASNetwork.forward`, each cell draws its own sample, cell by cell,
+        in the order: op noise, output noise (only with `output_weights`), each searched node's
+        input noise. Op weights are one-hot in value with a straight-through gradient to probs:
+        at the chosen op only, one_hot(choice) * (1 + probs - probs.detach()) (the reference), or
+        at every op, one_hot(choice) + probs - probs.detach() (`straight_through="all"`). Costs
+        one device-to-host transfer (all cells' choices together).
         """
-        noise = [gumbel_noise(alpha) for alpha in alphas]
-        index = (F.log_softmax(alphas[0].detach(), dim=-1) + noise[0]).argmax(dim=-1)
-        op_choice = index.tolist()
-        one_hot = F.one_hot(index, alphas[0].shape[-1]).to(alphas[0].dtype)
+        cells = len(self.model.cells)
+        draw = [i != 1 or self.config.output_weights for i in range(len(alphas))]
+        noise = [
+            [gumbel_noise(alpha) if drawn else torch.zeros_like(alpha) for alpha, drawn in zip(alphas, draw)]
+            for _ in range(cells)
+        ]
+        op_logits = F.log_softmax(alphas[0].detach(), dim=-1)
+        index = torch.stack([(op_logits + cell_noise[0]).argmax(dim=-1) for cell_noise in noise])  # (cells, n)
+        op_choices = index.tolist()
+        one_hots = F.one_hot(index, alphas[0].shape[-1]).to(alphas[0].dtype).unbind(0)
         tau, only_chosen = self.tau, self.config.straight_through == "reference"
 
-        def mixing(alphas: Sequence[Tensor]) -> Mixing:
-            op_probs, *edge_probs = [gumbel_softmax(alpha, g, tau) for alpha, g in zip(alphas, noise, strict=True)]
-            passed = op_probs - op_probs.detach()
-            op_weights = one_hot * (1 + passed) if only_chosen else one_hot + passed
-            weights = [op_weights, *edge_probs]
-            return self.output_option(Mixing.from_weights(weights, op_choice))
+        def mixing(alphas: Sequence[Tensor]) -> tuple[Mixing, ...]:
+            logits = [F.log_softmax(alpha, dim=-1) for alpha in alphas]
+            mixings = []
+            for cell_noise, one_hot, op_choice in zip(noise, one_hots, op_choices, strict=True):
+                op_probs, *edge_probs = [F.softmax((z + g) / tau, dim=-1) for z, g in zip(logits, cell_noise)]
+                passed = op_probs - op_probs.detach()
+                op_weights = one_hot * (1 + passed) if only_chosen else one_hot + passed
+                mixings.append(self.output_option(Mixing.from_weights([op_weights, *edge_probs], op_choice)))
+            return tuple(mixings)
 
         return mixing
 
-    def mixing(self, alphas: Sequence[Tensor]) -> Mixing:
-        """A fresh Gumbel sample at `alphas` (the weight step's)."""
+    def mixing(self, alphas: Sequence[Tensor]) -> tuple[Mixing, ...]:
+        """A fresh Gumbel sample per cell at `alphas` (the weight step's)."""
         return self.sampler(alphas)(alphas)
 
     def arch_step(self, valid_batch: Batch, train_batch: Batch) -> None:

@@ -19,8 +19,8 @@ def build(name: str, seed: int = 0, space_number: int = 1, channels: int = 4, **
     return cls(space, model, cls.Config(**settings))
 
 
-def spy_on_mixing(model) -> list[Mixing]:
-    """Record the mixing of every forward pass of `model`."""
+def spy_on_mixing(model) -> list[Mixing | tuple[Mixing, ...]]:
+    """Record the mixing of every forward pass of `model` (one Mixing, or one per cell)."""
     seen, forward = [], model.forward
 
     def recording(images, mixing):

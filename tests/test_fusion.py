@@ -136,12 +136,14 @@ class Network(nn.Module):
         self.postprocess = ReLUConvBN(c_prev * n, c_curr)
         self.classifier = nn.Linear(c_prev, 10)
 
-    def forward(self, x: Tensor, mixing: Mixing) -> Tensor:
+    def forward(self, x: Tensor, mixing: Mixing | list[Mixing]) -> Tensor:
+        """One mixing for all cells, or one per cell (as the reference's GDASNetwork samples)."""
+        mixings = mixing if isinstance(mixing, list) else [mixing] * len(self.cells)
         s0 = self.stem(x)
         for i, cell in enumerate(self.cells):
             if i in (self._layers // 3, 2 * self._layers // 3):
                 s0 = nn.MaxPool2d(kernel_size=2, stride=2, padding=1)(s0)
-            s0 = cell(s0, mixing, self.drop_path_prob if self.training else 0.0)
+            s0 = cell(s0, mixings[i], self.drop_path_prob if self.training else 0.0)
         s0 = self.postprocess(s0)
         return self.classifier(s0.view(*s0.shape[:2], -1).mean(-1))
 
@@ -326,3 +328,34 @@ def test_drop_path_does_nothing_in_eval_mode_or_at_zero_and_then_draws_no_random
         torch.manual_seed(9)
         assert not torch.allclose(model(x, mixing), plain)
         assert not torch.equal(torch.rand(3), after)
+
+
+@pytest.mark.parametrize("chosen", [False, True])
+def test_one_mixing_per_cell_equals_the_reference_layout(chosen):
+    """GDAS's per-cell samples: cell i mixed by the i-th Mixing, dense or with a host-side op choice;
+    the loss and the gradients of every cell's mixing weights equal the plain computation's (with
+    an op choice, the op weights' at the chosen ops: the others are constants there by design)."""
+    space, reference, model = pair(3, channels=3)
+    generator = torch.Generator().manual_seed(5)
+    mixings = []
+    for _ in range(3):
+        weights = [torch.rand(shape, generator=generator, dtype=torch.float64) for shape in space.alpha_shapes]
+        choice = torch.randint(0, 3, (space.num_choice_nodes,), generator=generator).tolist() if chosen else None
+        if chosen:
+            weights[0] = F.one_hot(torch.tensor(choice), 3).to(torch.float64)
+        mixings.append(Mixing.from_weights([w.requires_grad_() for w in weights], choice))
+    x, labels = images(), torch.arange(4)
+    results = []
+    for network in (reference, model):
+        loss = F.cross_entropy(network(x, mixings if network is reference else tuple(mixings)), labels)
+        grads = list(torch.autograd.grad(loss, [w for m in mixings for w in m.weights()]))
+        if chosen:
+            per_cell = len(grads) // len(mixings)
+            for cell, mixing in enumerate(mixings):
+                ops = grads[cell * per_cell]
+                grads[cell * per_cell] = ops[torch.arange(len(ops)), torch.tensor(mixing.op_choice)]
+        results.append([loss, *grads])
+    for got, want in zip(results[1], results[0]):
+        assert_close(got, want)
+    with pytest.raises(ValueError, match="one Mixing per cell"):
+        model(x, tuple(mixings[:2]))

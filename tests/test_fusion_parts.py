@@ -55,8 +55,10 @@ def test_batch_norm_module_keeps_pytorchs_running_statistics():
     torch.testing.assert_close(ours(x), plain(x), atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("batched", [False, True])
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize(
+    "memory_format, batched",
+    [(torch.contiguous_format, False), (torch.channels_last, False), (torch.channels_last, True)],
+)
 def test_combine_groups_is_the_weighted_sum_of_groups(memory_format, batched):
     generator = torch.Generator().manual_seed(0)
     stacked = torch.randn(2, 5 * 3, 4, 4, generator=generator, dtype=torch.float64).to(memory_format=memory_format)

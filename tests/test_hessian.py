@@ -178,12 +178,16 @@ def test_the_default_tolerance_keeps_the_order_of_eigenvalues():
     assert all(abs(f - e) <= LANCZOS_TOLERANCE * abs(e) for f, e in zip(fast, exact))
 
 
-def test_hessian_mode_sets_tf32_only_inside_and_restores_it():
+def test_hessian_mode_sets_tf32_only_inside_and_restores_it_also_after_an_error():
     from harness.hessian import hessian_mode
 
-    model = torch.nn.Linear(2, 2)
-    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    model = OneShotModel(get_search_space(1), channels=2, cells=3).eval()
+    state = lambda: (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32, model.batched_sums)  # noqa: E731
+    before = state()
     for tf32 in (False, True):
         with hessian_mode(model, tf32):
-            assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (tf32, tf32)
-        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+            assert state() == ("high" if tf32 else "highest", tf32, True) and model.training
+        assert state() == before and not model.training
+    with pytest.raises(RuntimeError, match="inside"), hessian_mode(model, True):
+        raise RuntimeError("inside")
+    assert state() == before and not model.training

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks.nasbench1shot1 import Mixing, OneShotModel, get_search_space
 from benchmarks.nasbench1shot1.inference import FoldedNetwork, fold_batch_norm
@@ -34,17 +35,66 @@ def random_mixing(space, generator: torch.Generator | None = None) -> Mixing:
     return Mixing.from_weights(weights)
 
 
+@pytest.fixture
+def nan_filled_allocations():
+    """Fresh allocations (torch.empty) filled with NaN, so that reading unwritten memory shows."""
+    import torch.utils.deterministic
+
+    before = torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True)
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    yield
+    torch.use_deterministic_algorithms(before[0])
+    torch.utils.deterministic.fill_uninitialized_memory = before[1]
+
+
+class _OutTargets(TorchDispatchMode):
+    """Records, for every max_pool2d_with_indices.out call, whether its outputs are contiguous in
+    the input's layout (CUDA's kernel writes through the outputs' data pointers as if they were)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checked: list[bool] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.ops.aten.max_pool2d_with_indices.out:
+            x = args[0]
+            last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+            layout = torch.channels_last if last else torch.contiguous_format
+            self.checked.append(all(kwargs[name].is_contiguous(memory_format=layout) for name in ("out", "indices")))
+        return func(*args, **kwargs)
+
+
 @pytest.mark.parametrize("space_id", [1, 2, 3])
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_folded_network_equals_the_model_in_eval_mode(space_id, memory_format):
+def test_folded_network_equals_the_model_in_eval_mode(space_id, memory_format, nan_filled_allocations):
     model = trained_model(space_id).to(memory_format=memory_format)
     mixing = random_mixing(model.space, torch.Generator().manual_seed(space_id))
     images = torch.randn(5, 3, 32, 32, dtype=torch.float64).contiguous(memory_format=memory_format)
     with torch.no_grad():
         want = model(images, mixing)
-        got = FoldedNetwork(model, mixing)(images)
+        with _OutTargets() as targets:
+            got = FoldedNetwork(model, mixing)(images)
     assert got.shape == want.shape == (5, 10)
     torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
+    assert len(targets.checked) == 3 * model.space.num_choice_nodes and all(targets.checked)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("graphs", [False, True])
+def test_folded_network_equals_the_model_on_cuda(memory_format, graphs):
+    model = trained_model(1).float().cuda().to(memory_format=memory_format)
+    mixing = random_mixing(model.space, torch.Generator().manual_seed(1))
+    mixing = Mixing.from_weights([w.float().cuda() for w in mixing.weights()])
+    images = torch.randn(5, 3, 32, 32, device="cuda").contiguous(memory_format=memory_format)
+    with torch.no_grad():
+        want = model(images, mixing)
+        forward = inference(model, mixing, graphs=graphs)
+        for _ in range(3):  # eager warm-up, capture, replay
+            got = forward(images)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
 def test_fold_batch_norm_is_the_convolution_then_the_layer():

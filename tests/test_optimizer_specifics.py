@@ -4,6 +4,7 @@ end-of-epoch selection ENAS shares with it."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 
@@ -48,16 +49,22 @@ def test_gdas_temperature_is_the_references_10_to_1_09():
     assert gumbel_temperature(0, 1, 10.0, 1.0) == 10.0
 
 
-def test_gdas_samples_one_op_per_node_with_fresh_noise_per_forward(cifar_batches):
+def test_gdas_samples_one_op_per_node_with_fresh_noise_per_cell_and_forward(cifar_batches):
+    """As the reference's GDASNetwork.forward: a Gumbel sample per cell of every forward pass."""
     optimizer = build("gdas")
     optimizer.new_epoch(0, 2)
     seen = spy_on_mixing(optimizer.model)
     optimizer.step(*cifar_batches[0])
-    arch_mixing, weight_mixing = seen
-    for mixing in seen:
-        assert_one_hot_ops(mixing)
-        assert_soft_edges(mixing)
-    assert not torch.equal(arch_mixing.output, weight_mixing.output)
+    arch_mixings, weight_mixings = seen
+    cells = len(optimizer.model.cells)
+    for mixings in seen:
+        assert len(mixings) == cells
+        for mixing in mixings:
+            assert_one_hot_ops(mixing)
+            assert_soft_edges(mixing)
+        outputs = [mixing.output.detach() for mixing in mixings]
+        assert all(not torch.equal(a, b) for a, b in itertools.pairwise(outputs))  # a fresh sample per cell
+    assert not torch.equal(arch_mixings[0].output, weight_mixings[0].output)
 
 
 def test_gdas_gumbel_noise_stays_finite_when_the_exponential_draw_is_zero(monkeypatch):
@@ -438,7 +445,8 @@ def test_output_weights_off_mixes_the_cell_output_unweighted_and_leaves_its_alph
     optimizer.new_epoch(0, 2)
     seen = spy_on_mixing(optimizer.model)
     optimizer.step(*cifar_batches[0])
-    assert seen and all(torch.equal(mixing.output.detach(), torch.ones_like(mixing.output)) for mixing in seen)
+    mixings = [m for mixing in seen for m in optimizer.model.per_cell(mixing)]
+    assert mixings and all(torch.equal(m.output.detach(), torch.ones_like(m.output)) for m in mixings)
     assert torch.equal(optimizer.eval_mixing().output, torch.ones(1, 5))
     if name == "nasp":  # NASP clips every alpha, the output ones included
         output_before = output_before.clamp(0, 1)

@@ -240,3 +240,16 @@ def test_a_user_named_variant_is_swept_over_one_optimizer_only():
     assert grid_entries(["darts"], ["wd:weight_decay=9e-4"]) == [("darts", "wd", {"weight_decay": "9e-4"})]
     with pytest.raises(Exception, match="curves would merge"):
         grid_entries(["darts", "gdas"], ["wd:weight_decay=9e-4"])
+
+
+def test_docs_results_lists_every_run_setting_of_the_resolved_config():
+    import dataclasses
+    import re
+
+    from harness.config import RunConfig
+
+    text = (REPO / "docs" / "results.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| `resolved.run` |"))
+    documented = set(re.findall(r"`(\w+)`", row.split("|")[2]))
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    assert fields - {"optimizer_options"} <= documented, fields - documented

@@ -7,13 +7,19 @@ does not depend on the images is done once, when the form is built:
   kernel * gamma / sqrt(var + eps), bias beta - mean * gamma / sqrt(var + eps);
 * the mixing weights become the coefficient rows of each cell's weighted sums (`coefficients`).
 
-A cell's channel groups live in one preallocated buffer that each op writes into (`out=`), in
-the order [node projections (n) | output projections (n) | node 1's maxpool, conv3x3, conv1x1 |
-node 2's ... ] (5n groups of C channels), so that a node costs a convolution, a ReLU written into
-the buffer, a max-pool written into the buffer and (unless its input is its projection alone) one
-weighted sum for its input: 170 dispatched operators per batch for space 1's paper model instead
-of the module's 276 (179 in the channels-last layout, whose buffers start zeroed). Equal to
-`OneShotModel` in eval mode (tested in float64 to 1e-10).
+A cell's channel groups live in one preallocated buffer, group-major: (5n, B, C, H, W), or
+(5n, B, H, W, C) in the channels-last layout, in the order [node projections (n) | output
+projections (n) | node 1's maxpool, conv3x3, conv1x1 | node 2's ... ]. Every group is a
+contiguous tensor in the layout of the batch, so each op writes its output straight into its
+group (`out=`: CUDA's max-pool writes through the output's data pointer and needs exactly that),
+and every weighted sum is one matrix product of coefficient rows with the groups written so far
+(the buffer's leading rows, so nothing unwritten is read). A node costs its input's product
+(none where the input is the node's projection alone), a max-pool, a convolution and a ReLU;
+a cell adds its preprocessing convolution and ReLU, the output's product and one copy into the
+next cell's layout: 179 dispatched operators per batch for space 1's paper model instead of the
+module's 276. Equal to `OneShotModel` in eval mode in float64 to 1e-10, in both layouts (tested
+on the CPU; `tests/test_inference.py` also checks that every `out=` target is contiguous in its
+input's layout, the precondition of the CUDA kernels).
 """
 
 from __future__ import annotations
@@ -23,7 +29,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmarks.nasbench1shot1.model import Mixing, OneShotModel
-from benchmarks.nasbench1shot1.ops import group_mixing_kernel
 
 
 def fold_batch_norm(kernel: Tensor, bn: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor]:
@@ -39,71 +44,88 @@ def fold_batch_norm(kernel: Tensor, bn: nn.modules.batchnorm._BatchNorm) -> tupl
 
 
 def _foldable(model: OneShotModel, mixing: Mixing) -> bool:
-    """Dense mixing, whole channels, every BatchNorm with running statistics."""
+    """Eval mode, one dense mixing for all cells, whole channels, every BatchNorm with running
+    statistics."""
     batch_norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     return (
-        mixing.op_choice is None
+        not model.training
+        and isinstance(mixing, Mixing)
+        and mixing.op_choice is None
         and model.partial_channels == 1
         and all(m.track_running_stats and m.running_mean is not None for m in batch_norms)
     )
 
 
 class _FoldedCell:
-    """One cell's folded kernels and biases, and its weighted sums in the buffer's group order:
-    NCHW, coefficient rows over the groups written so far (a batched product, as
-    `combine_groups`); channels-last, 1x1 kernels over the whole buffer (`group_mixing_kernel`;
-    the buffer then starts as zeros, so that groups not yet written add nothing)."""
+    """One cell's folded kernels and biases, and the coefficient rows of its weighted sums in the
+    buffer's group order."""
 
-    def __init__(self, cell, rows: list[Tensor | None], output: Tensor, channels_last: bool):
-        n, channels = cell.num_nodes, cell.channels
-        self.num_nodes, self.channels, self.channels_last = n, channels, channels_last
+    def __init__(self, cell, rows: list[Tensor | None], output: Tensor):
+        n = cell.num_nodes
+        self.num_nodes, self.channels = n, cell.channels
         self.pre = fold_batch_norm(cell.preprocess[0].weight, cell.preprocess[1])
         self.nodes = [fold_batch_norm(k, bn) for k, bn in zip(cell.nodes.fused_kernels(), cell.nodes.bns)]
         # the model's group order is [projections n | node ops 3n | output projections n]
         order = [*range(n), *range(4 * n, 5 * n), *range(n, 4 * n)]
-        rows = [None if r is None else torch.cat([r[:, :n], r.new_zeros(1, n), r[:, n:]], dim=1) for r in rows]
-        output = output[:, order].contiguous()
-        if channels_last:
-            full = [None if r is None else torch.cat([r, r.new_zeros(1, 5 * n - r.shape[1])], dim=1) for r in rows]
-            self.rows = [None if r is None else group_mixing_kernel(r, channels) for r in full]
-            self.output = group_mixing_kernel(output, channels)
-        else:
-            self.rows, self.output = rows, output
+        self.rows = [None if r is None else torch.cat([r[:, :n], r.new_zeros(1, n), r[:, n:]], dim=1) for r in rows]
+        self.output = output[:, order].contiguous()
 
-    def __call__(self, s0: Tensor) -> Tensor:
-        """s0 (B, c_in, H, W) -> (B, n * C, H, W)."""
+    def __call__(self, s0: Tensor, channels_last: bool) -> Tensor:
+        """s0 (B, c_in, H, W) -> (B, n * C, H, W), in the layout of `channels_last`."""
         n, channels = self.num_nodes, self.channels
         batch, _, height, width = s0.shape
-        shape = (batch, 5 * n * channels, height, width)
-        if self.channels_last:
-            buffer = torch.empty(shape, dtype=s0.dtype, device=s0.device, memory_format=torch.channels_last).zero_()
-        else:
-            buffer = torch.empty(shape, dtype=s0.dtype, device=s0.device)
-        indices = torch.empty(batch, channels, height, width, dtype=torch.long, device=s0.device)
-        torch.clamp_min(F.conv2d(s0, *self.pre), 0, out=buffer[:, : 2 * n * channels])
+        layout = _GroupLayout(batch, channels, height, width, channels_last)
+        buffer = torch.empty(5 * n, *layout.group_shape, dtype=s0.dtype, device=s0.device)
+        indices = layout.as_images(torch.empty(layout.group_shape, dtype=torch.long, device=s0.device))
+        torch.clamp_min(layout.as_groups(F.conv2d(s0, *self.pre), 2 * n), 0, out=buffer[: 2 * n])
         for i, (kernel, bias) in enumerate(self.nodes):
-            groups = 2 * n + 3 * i  # the groups written so far
-            if self.rows[i] is None:
-                x = buffer[:, i * channels : (i + 1) * channels]
-            else:
-                x = self._combine(self.rows[i], buffer, groups)
-            start = groups * channels
+            written = 2 * n + 3 * i
+            rows = self.rows[i]
+            x = layout.as_images(buffer[i] if rows is None else _combine(rows, buffer, written)[0])
             torch.ops.aten.max_pool2d_with_indices.out(
-                x, [3, 3], [1, 1], [1, 1], [1, 1], False, out=buffer[:, start : start + channels], indices=indices
+                x, [3, 3], [1, 1], [1, 1], [1, 1], False, out=layout.as_images(buffer[written]), indices=indices
             )
-            convolutions = buffer[:, start + channels : start + 3 * channels]
-            torch.clamp_min(F.conv2d(x, kernel, bias, padding=1), 0, out=convolutions)
-        return self._combine(self.output, buffer, 5 * n)
+            convolutions = layout.as_groups(F.conv2d(x, kernel, bias, padding=1), 2)
+            torch.clamp_min(convolutions, 0, out=buffer[written + 1 : written + 3])
+        return layout.concatenated(_combine(self.output, buffer, 5 * n))
 
-    def _combine(self, weights: Tensor, buffer: Tensor, groups: int) -> Tensor:
-        """The weighted sums of `weights`' rows over the buffer's first `groups` groups:
-        (B, k * C, H, W)."""
+
+class _GroupLayout:
+    """How a (B, C, H, W) group is stored in the buffer: (B, C, H, W) or, channels-last,
+    (B, H, W, C), and the views between the two."""
+
+    def __init__(self, batch: int, channels: int, height: int, width: int, channels_last: bool):
+        self.channels_last = channels_last
+        self.batch, self.channels, self.height, self.width = batch, channels, height, width
+        inner = (height, width, channels) if channels_last else (channels, height, width)
+        self.group_shape = (batch, *inner)
+
+    def as_images(self, group: Tensor) -> Tensor:
+        """A stored group (B, *inner) as a (B, C, H, W) tensor (a view)."""
+        return group.permute(0, 3, 1, 2) if self.channels_last else group
+
+    def as_groups(self, images: Tensor, k: int) -> Tensor:
+        """A (B, k * C, H, W) tensor as k stored groups (k, B, *inner) (a view in its layout)."""
+        batch, channels, height, width = self.batch, self.channels, self.height, self.width
         if self.channels_last:
-            return F.conv2d(buffer, weights)
-        batch, total, height, width = buffer.shape
-        matrices = buffer.view(batch, total // self.channels, -1)[:, :groups]  # (B, groups, C*H*W)
-        out = torch.bmm(weights.expand(batch, weights.shape[0], groups), matrices)
-        return out.view(batch, -1, height, width)
+            pixels = images.permute(0, 2, 3, 1).reshape(batch, height, width, k, channels)
+            return pixels.permute(3, 0, 1, 2, 4)
+        return images.reshape(batch, k, channels, height, width).transpose(0, 1)
+
+    def concatenated(self, groups: Tensor) -> Tensor:
+        """k stored groups (k, B, *inner) as one (B, k * C, H, W) tensor in the layout (a copy)."""
+        k = groups.shape[0]
+        if self.channels_last:
+            pixels = groups.permute(1, 2, 3, 0, 4).reshape(self.batch, self.height, self.width, -1)
+            return pixels.permute(0, 3, 1, 2)
+        return groups.transpose(0, 1).reshape(self.batch, k * self.channels, self.height, self.width)
+
+
+def _combine(coefficients: Tensor, buffer: Tensor, groups: int) -> Tensor:
+    """sum_g coefficients[k, g] * group g over the buffer's first `groups` groups, for every row k,
+    as one matrix product: coefficients (k, groups), buffer (G, B, *inner) -> (k, B, *inner)."""
+    sums = torch.mm(coefficients, buffer.view(buffer.shape[0], -1)[:groups])
+    return sums.view(coefficients.shape[0], *buffer.shape[1:])
 
 
 class FoldedNetwork:
@@ -111,7 +133,8 @@ class FoldedNetwork:
 
     Built under torch.no_grad() from the model's current weights and running statistics (a later
     change of either needs a new one); call it under torch.no_grad(): images (B, 3, 32, 32) ->
-    logits (B, num_classes). Only for dense mixing over whole channels (`supports`).
+    logits (B, num_classes). Only for a model in eval mode and dense mixing over whole channels
+    (`supports`).
     """
 
     @staticmethod
@@ -121,7 +144,10 @@ class FoldedNetwork:
     @torch.no_grad()
     def __init__(self, model: OneShotModel, mixing: Mixing):
         if not _foldable(model, mixing):
-            raise ValueError("FoldedNetwork needs dense mixing over whole channels and BatchNorm running statistics")
+            raise ValueError(
+                "FoldedNetwork needs a model in eval mode, dense mixing over whole channels and BatchNorm running "
+                "statistics"
+            )
         kernel = model.cells[0].nodes.conv3x3
         self.channels_last = kernel.is_contiguous(memory_format=torch.channels_last) and not kernel.is_contiguous()
         self.reductions = model.reductions
@@ -129,8 +155,7 @@ class FoldedNetwork:
         self.stem = fold_batch_norm(model.stem[0].weight, model.stem[1])
         coefficients = model.layout.cell_coefficients(mixing.ops, mixing.inputs, mixing.output, len(model.cells))
         self.cells = [
-            _FoldedCell(cell, list(c.nodes), c.output, self.channels_last)
-            for cell, c in zip(model.cells, coefficients, strict=True)
+            _FoldedCell(cell, list(c.nodes), c.output) for cell, c in zip(model.cells, coefficients, strict=True)
         ]
         self.post = fold_batch_norm(model.postprocess[1].weight, model.postprocess[2])
         self.classifier = (model.classifier.weight.detach().clone(), model.classifier.bias.detach().clone())
@@ -140,6 +165,6 @@ class FoldedNetwork:
         for i, cell in enumerate(self.cells):
             if i in self.reductions:
                 s = self.downsample(s)
-            s = cell(s)
+            s = cell(s, self.channels_last)
         s = F.conv2d(s.relu(), *self.post)
         return F.linear(s.mean(dim=(2, 3)), *self.classifier)

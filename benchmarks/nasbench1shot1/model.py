@@ -29,7 +29,8 @@ from benchmarks.nasbench1shot1.spaces import PRIMITIVES, CellChoice, SearchSpace
 
 @dataclass(frozen=True)
 class Mixing:
-    """Mixing weights of one forward pass, shared by all cells; shapes follow `alpha_shapes`.
+    """Mixing weights of one forward pass, shapes following `alpha_shapes`: shared by all cells,
+    or one per cell (`OneShotModel.forward` takes a sequence, cell i mixed by the i-th).
 
     ops: (n, 3) op weights per choice node; output: (1, n + 1) weights of the output's
     candidates (0 = cell input); inputs: one (1, node) tensor per searched choice node.
@@ -193,7 +194,8 @@ class OneShotModel(nn.Module):
 
     `batched_sums` (default False): form the cells' weighted sums as batched matrix products
     in the channels-last layout too (`combine_groups`); `harness.hessian.hessian_mode` sets it
-    for the Hessian's products, where that is faster. Same values either way.
+    for the Hessian's products, where that is faster. Same values either way in full fp32 (in the
+    channels-last 1x1 convolutions, cuDNN may use TF32 where allowed).
 
     The parameter layout is this harness's (fused); `reference_layout.from_reference_state_dict`
     maps a state dict of the reference code's `Network` onto it.
@@ -238,20 +240,38 @@ class OneShotModel(nn.Module):
         node_layers = {id(m) for cell in self.cells for m in cell.nodes.modules()}
         self._batch_norms = (layers, [m for m in layers if id(m) not in node_layers])
 
-    def forward(self, x: Tensor, mixing: Mixing) -> Tensor:
+    def forward(self, x: Tensor, mixing: Mixing | Sequence[Mixing]) -> Tensor:
+        """x (B, 3, 32, 32) -> logits (B, num_classes); `mixing`: one Mixing for every cell, or a
+        sequence of one per cell (GDAS's per-cell samples), all with or all without `op_choice`."""
+        mixings = self.per_cell(mixing)
+        dense = mixings[0].op_choice is None
         if self.training:
-            self._count_batch(every_node=mixing.op_choice is None)
+            self._count_batch(every_node=dense)
         drop_path_prob = self.drop_path_prob if self.training else 0.0
         coefficients: list[CellCoefficients | None] = [None] * len(self.cells)
-        if mixing.op_choice is None and self.partial_channels == 1:
-            coefficients = self.layout.cell_coefficients(mixing.ops, mixing.inputs, mixing.output, len(self.cells))
+        if dense and self.partial_channels == 1:
+            if isinstance(mixing, Mixing):
+                coefficients = self.layout.cell_coefficients(mixing.ops, mixing.inputs, mixing.output, len(self.cells))
+            else:
+                coefficients = [self.layout.cell_coefficients(m.ops, m.inputs, m.output, 1)[0] for m in mixings]
         s = self.stem(x)
         for i, cell in enumerate(self.cells):
             if i in self.reductions:
                 s = self.downsample(s)
-            s = cell(s, mixing, coefficients[i], drop_path_prob, self.batched_sums)
+            s = cell(s, mixings[i], coefficients[i], drop_path_prob, self.batched_sums)
         s = self.postprocess(s)
         return self.classifier(s.mean(dim=(2, 3)))
+
+    def per_cell(self, mixing: Mixing | Sequence[Mixing]) -> tuple[Mixing, ...]:
+        """One Mixing per cell: `mixing` repeated, or the sequence checked."""
+        if isinstance(mixing, Mixing):
+            return (mixing,) * len(self.cells)
+        mixings = tuple(mixing)
+        if len(mixings) != len(self.cells):
+            raise ValueError(f"one Mixing per cell: got {len(mixings)} for {len(self.cells)} cells")
+        if len({m.op_choice is None for m in mixings}) > 1:
+            raise ValueError("per-cell mixings must all have an op_choice or all have none")
+        return mixings
 
     def _count_batch(self, every_node: bool) -> None:
         """Add 1 to `num_batches_tracked` of the BatchNorm layers that will run in train mode, in
@@ -267,7 +287,7 @@ class OneShotModel(nn.Module):
             torch._foreach_add_(counters, 1)
 
     @torch.no_grad()
-    def adopt_batch_statistics(self, images: Tensor, mixing: Mixing) -> None:
+    def adopt_batch_statistics(self, images: Tensor, mixing: Mixing | Sequence[Mixing]) -> None:
         """Set the running statistics of the BatchNorm layers that `mixing` uses to those of one
         train-mode pass over `images` (B, 3, 32, 32) (momentum 1 for that pass), e.g. for the
         architecture about to be validated in eval mode after others shared the layers."""

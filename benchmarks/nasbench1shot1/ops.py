@@ -48,11 +48,11 @@ def combine_groups(coefficients: Tensor, stacked: Tensor, groups: int, batched: 
     coefficients: (k, G); stacked: (B, G * C, H, W); returns (B, k * C, H, W), block k = row k's
     sum, in the input's layout. NCHW-contiguous input: one batched matrix product over the batch
     ((k, G) @ (G, C*H*W) per image). Any other layout (channels-last on the GPU): one 1x1
-    convolution with the kernel of `group_mixing_kernel`, a single GEMM over all pixels (a
-    batched product there multiplies B*H*W tiny matrices, which cuBLAS runs slowly: a DARTS step
-    took 40 ms instead of 28 on an H200), or, with `batched`, that batched product all the same
-    (in double backward, as in the Hessian's products, it was the faster of the two: 131 against
-    234 ms per product).
+    convolution with the kernel of `group_mixing_kernel`, a single GEMM over all pixels, in TF32
+    where cuDNN allows it, as the model's other convolutions (a batched product there multiplies
+    B*H*W tiny matrices, which cuBLAS runs slowly: a DARTS step took 40 ms instead of 28 on an
+    H200); or, with `batched`, that batched product all the same (in double backward, as in the
+    Hessian's products, it was the faster of the two: about 130 against 234 ms per product).
     """
     batch, _, height, width = stacked.shape
     rows = coefficients.shape[0]
