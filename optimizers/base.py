@@ -151,6 +151,10 @@ class SearchOptimizer(ABC):
     name: ClassVar[str] = ""
     Config: ClassVar[type[SearchConfig]] = SearchConfig
     model_options: ClassVar[dict[str, Any]] = {}
+    revision: ClassVar[int] = 1
+    """Raised when a change makes the optimizer compute something else under the same settings
+    (e.g. GDAS's per-cell samples: 2). Part of a run's identity, so that a run made before is
+    neither resumed nor reused by a sweep under the new code."""
     columns: ClassVar[dict[str, str]] = {}
     """Per-epoch columns this optimizer adds to every row: name -> pandas dtype ("float64",
     "int64", "string", "boolean"); their values come from `epoch_columns`."""

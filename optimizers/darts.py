@@ -105,8 +105,9 @@ class DARTS(SearchOptimizer):
         self.set_arch_gradients(grads)
         self.arch_optimizer.step()
 
-    def weight_mixing(self, train_batch: Batch) -> Mixing:
-        """Mixing weights of the weight step (no gradient to the alphas)."""
+    def weight_mixing(self, train_batch: Batch) -> Mixing | tuple[Mixing, ...]:
+        """Mixing weights of the weight step (no gradient to the alphas): one for all cells, or,
+        where `mixing` gives them (GDAS), one per cell."""
         return self.mixing([alpha.detach() for alpha in self.alphas])
 
     def weight_step(self, train_batch: Batch) -> StepStats:

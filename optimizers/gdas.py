@@ -75,6 +75,7 @@ class GDAS(DARTS):
     """DARTS with Gumbel-sampled architectures: hard op choices, soft edges, annealed temperature."""
 
     Config = GDASConfig
+    revision = 2  # 2: a Gumbel sample per cell (was one per forward pass)
 
     def __init__(self, space: SearchSpace, model: OneShotModel, config: GDASConfig):
         super().__init__(space, model, config)
@@ -102,25 +103,27 @@ class GDAS(DARTS):
         """
         cells = len(self.model.cells)
         draw = [i != 1 or self.config.output_weights for i in range(len(alphas))]
-        noise = [
+        drawn = [  # cell by cell, in the reference's order of draws
             [gumbel_noise(alpha) if drawn else torch.zeros_like(alpha) for alpha, drawn in zip(alphas, draw)]
             for _ in range(cells)
         ]
-        op_logits = F.log_softmax(alphas[0].detach(), dim=-1)
-        index = torch.stack([(op_logits + cell_noise[0]).argmax(dim=-1) for cell_noise in noise])  # (cells, n)
+        noise = [torch.stack(per_alpha) for per_alpha in zip(*drawn)]  # per alpha: (cells, *its shape)
+        index = (F.log_softmax(alphas[0].detach(), dim=-1) + noise[0]).argmax(dim=-1)  # (cells, n)
         op_choices = index.tolist()
-        one_hots = F.one_hot(index, alphas[0].shape[-1]).to(alphas[0].dtype).unbind(0)
+        one_hot = F.one_hot(index, alphas[0].shape[-1]).to(alphas[0].dtype)
         tau, only_chosen = self.tau, self.config.straight_through == "reference"
 
         def mixing(alphas: Sequence[Tensor]) -> tuple[Mixing, ...]:
-            logits = [F.log_softmax(alpha, dim=-1) for alpha in alphas]
-            mixings = []
-            for cell_noise, one_hot, op_choice in zip(noise, one_hots, op_choices, strict=True):
-                op_probs, *edge_probs = [F.softmax((z + g) / tau, dim=-1) for z, g in zip(logits, cell_noise)]
-                passed = op_probs - op_probs.detach()
-                op_weights = one_hot * (1 + passed) if only_chosen else one_hot + passed
-                mixings.append(self.output_option(Mixing.from_weights([op_weights, *edge_probs], op_choice)))
-            return tuple(mixings)
+            op_probs, *edge_probs = [
+                F.softmax((F.log_softmax(alpha, dim=-1) + g) / tau, dim=-1) for alpha, g in zip(alphas, noise)
+            ]
+            passed = op_probs - op_probs.detach()
+            op_weights = one_hot * (1 + passed) if only_chosen else one_hot + passed
+            per_cell = zip(op_weights.unbind(0), *(probs.unbind(0) for probs in edge_probs), strict=True)
+            return tuple(
+                self.output_option(Mixing.from_weights(list(weights), choice))
+                for weights, choice in zip(per_cell, op_choices, strict=True)
+            )
 
         return mixing
 

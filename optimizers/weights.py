@@ -45,11 +45,12 @@ class WeightTrainer:
     def step(self, loss: Tensor) -> None:
         """Back-propagate `loss` into the weights, clip the gradient norm, take an SGD step.
 
-        Every weight steps, also one the loss does not reach (an op that did not run in a pass
-        with a host-side op choice: GDAS, NASP, random-ws with `sampled_ops_only`): its gradient is
-        zero, so weight decay and momentum still apply, as in the reference under the PyTorch 1.x
-        it was written for, whose `zero_grad()` zeroed gradients instead of dropping them (under
-        PyTorch >= 2.0 its SGD would skip such weights)."""
+        Every weight steps from the first step on, also one the loss does not reach (an op that did
+        not run in a pass with a host-side op choice: GDAS, NASP, random-ws with
+        `sampled_ops_only`): its gradient is zero, so weight decay and momentum apply. The reference
+        was written for PyTorch 1.x, whose `zero_grad()` zeroed gradients instead of dropping them:
+        there a weight decays every step once it has had a gradient (before that, SGD skips it; under
+        PyTorch >= 2.0 it skips every weight its step does not reach)."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward(inputs=self.parameters)
         for parameter in self.parameters:

@@ -235,3 +235,22 @@ def test_a_table_without_all_models_of_the_space_is_refused(cifar_root, tmp_path
     config = tiny_config(cifar_root, tmp_path, space=3, benchmark=str(partial), hessian=False)
     with pytest.raises(HarnessError, match=r"lacks .* of the 55854 models of search space 3"):
         run_search(config, progress=False, log=lambda _: None)
+
+
+def test_a_raised_optimizer_revision_sets_apart_runs_made_before_it():
+    """GDAS is at revision 2 (per-cell samples): a GDAS run stored without a revision is another
+    run; a DARTS run (revision 1) keeps its identity, and so its digest."""
+    import optimizers
+    from harness.config import make_config
+    from harness.identity import identity_differences, resolved_config, run_identity
+
+    for name, revision in (("gdas", 2), ("darts", 1)):
+        optimizer_class = optimizers.get(name)
+        assert optimizer_class.revision == revision
+        now = resolved_config(make_config(name, 1), optimizer_class)
+        before = {key: value for key, value in now.items() if key != "optimizer_revision"}
+        differences = identity_differences(run_identity(before, optimizer_class), run_identity(now, optimizer_class))
+        if revision == 1:
+            assert differences == [] and run_identity(before, optimizer_class) == run_identity(now, optimizer_class)
+        else:
+            assert len(differences) == 1 and differences[0].startswith("optimizer_revision: 1 -> 2")

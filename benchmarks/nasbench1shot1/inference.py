@@ -31,16 +31,20 @@ from torch import Tensor, nn
 from benchmarks.nasbench1shot1.model import Mixing, OneShotModel
 
 
-def fold_batch_norm(kernel: Tensor, bn: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor]:
+def fold_batch_norm(
+    kernel: Tensor, bn: nn.modules.batchnorm._BatchNorm, kernel_format: torch.memory_format = torch.contiguous_format
+) -> tuple[Tensor, Tensor]:
     """(kernel * s, beta - mean * s) with s = gamma / sqrt(running_var + eps) per output channel;
-    kernel (C_out, C_in, k, k) -> the same shape, bias (C_out,)."""
+    kernel (C_out, C_in, k, k) -> the same shape, in `kernel_format` (that of the activations, so
+    that cuDNN need not convert it at every call), bias (C_out,)."""
     scale = torch.rsqrt(bn.running_var + bn.eps)
     if bn.weight is not None:
         scale = scale * bn.weight
     shift = -bn.running_mean * scale
     if bn.bias is not None:
         shift = shift + bn.bias
-    return kernel * scale.view(-1, 1, 1, 1).to(kernel.dtype), shift.to(kernel.dtype)
+    folded = kernel * scale.view(-1, 1, 1, 1).to(kernel.dtype)
+    return folded.contiguous(memory_format=kernel_format), shift.to(kernel.dtype)
 
 
 def _foldable(model: OneShotModel, mixing: Mixing) -> bool:
@@ -60,11 +64,13 @@ class _FoldedCell:
     """One cell's folded kernels and biases, and the coefficient rows of its weighted sums in the
     buffer's group order."""
 
-    def __init__(self, cell, rows: list[Tensor | None], output: Tensor):
+    def __init__(self, cell, rows: list[Tensor | None], output: Tensor, kernel_format: torch.memory_format):
         n = cell.num_nodes
         self.num_nodes, self.channels = n, cell.channels
-        self.pre = fold_batch_norm(cell.preprocess[0].weight, cell.preprocess[1])
-        self.nodes = [fold_batch_norm(k, bn) for k, bn in zip(cell.nodes.fused_kernels(), cell.nodes.bns)]
+        self.pre = fold_batch_norm(cell.preprocess[0].weight, cell.preprocess[1], kernel_format)
+        self.nodes = [
+            fold_batch_norm(k, bn, kernel_format) for k, bn in zip(cell.nodes.fused_kernels(), cell.nodes.bns)
+        ]
         # the model's group order is [projections n | node ops 3n | output projections n]
         order = [*range(n), *range(4 * n, 5 * n), *range(n, 4 * n)]
         self.rows = [None if r is None else torch.cat([r[:, :n], r.new_zeros(1, n), r[:, n:]], dim=1) for r in rows]
@@ -152,12 +158,14 @@ class FoldedNetwork:
         self.channels_last = kernel.is_contiguous(memory_format=torch.channels_last) and not kernel.is_contiguous()
         self.reductions = model.reductions
         self.downsample = model.downsample
-        self.stem = fold_batch_norm(model.stem[0].weight, model.stem[1])
+        kernels = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.stem = fold_batch_norm(model.stem[0].weight, model.stem[1], kernels)
         coefficients = model.layout.cell_coefficients(mixing.ops, mixing.inputs, mixing.output, len(model.cells))
         self.cells = [
-            _FoldedCell(cell, list(c.nodes), c.output) for cell, c in zip(model.cells, coefficients, strict=True)
+            _FoldedCell(cell, list(c.nodes), c.output, kernels)
+            for cell, c in zip(model.cells, coefficients, strict=True)
         ]
-        self.post = fold_batch_norm(model.postprocess[1].weight, model.postprocess[2])
+        self.post = fold_batch_norm(model.postprocess[1].weight, model.postprocess[2], kernels)
         self.classifier = (model.classifier.weight.detach().clone(), model.classifier.bias.detach().clone())
 
     def __call__(self, images: Tensor) -> Tensor:
