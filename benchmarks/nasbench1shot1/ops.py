@@ -108,8 +108,16 @@ class NodeOps(nn.Module):
         return weight.view(self.num_nodes, self.channels, *weight.shape[1:])
 
     def fused_kernels(self) -> tuple[Tensor, ...]:
-        """Per node, the (2C, C, 3, 3) kernel of both convolutions (the 1x1 kernel in the centre)."""
-        return torch.cat([self.kernels(3), F.pad(self.kernels(1), (1, 1, 1, 1))], dim=1).unbind(0)
+        """Per node, the (2C, C, 3, 3) kernel of both convolutions (the 1x1 kernel in the centre),
+        in the parameters' memory format (channels-last ones: one copy for all nodes here, instead
+        of cuDNN converting each node's kernel at every call)."""
+        fused = torch.cat([self.kernels(3), F.pad(self.kernels(1), (1, 1, 1, 1))], dim=1)  # (n, 2C, C, 3, 3)
+        weight = self.conv3x3
+        if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+            nodes, rows = fused.shape[:2]
+            fused = fused.view(nodes * rows, *fused.shape[2:]).contiguous(memory_format=torch.channels_last)
+            fused = fused.view(nodes, rows, *fused.shape[1:])
+        return fused.unbind(0)
 
     def convolutions(self, x: Tensor, node: int, kernel: Tensor) -> Tensor:
         """Both conv-bn-relu ops of `node` on x (B, C, H, W) -> (B, 2C, H, W) [conv3x3 | conv1x1]."""
