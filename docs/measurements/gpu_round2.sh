@@ -51,7 +51,7 @@ for line in sys.stdin:
 
 { nvidia-smi -L; "$py" -c "import torch; print('torch', torch.__version__, torch.version.cuda)"; } >>"$log" 2>&1
 step cifar 120 "$py" "$shared/tools/prepare_cifar10.py" "$cifar" $limit
-step cuda-tests 120 "$py" -m pytest -q -p no:cacheprovider tests/test_inference.py tests/test_fast_paths.py -k "cuda or graphed"
+step cuda-tests 120 "$py" -m pytest -q -p no:cacheprovider tests/test_inference.py -k cuda
 step bench-darts-1 150 "$py" -m harness bench --optimizer darts --space 1 "${steps[@]}" --profile "${size[@]}"
 step bench-darts-3 120 "$py" -m harness bench --optimizer darts --space 3 "${steps[@]}" --hessian-methods=lanczos "${size[@]}"
 step bench-sdarts-adv-1 120 "$py" -m harness bench --optimizer sdarts-adv --space 1 "${steps[@]}" --hessian-methods= "${size[@]}"
