@@ -104,7 +104,7 @@ class GDAS(DARTS):
         cells = len(self.model.cells)
         draw = [i != 1 or self.config.output_weights for i in range(len(alphas))]
         drawn = [  # cell by cell, in the reference's order of draws
-            [gumbel_noise(alpha) if drawn else torch.zeros_like(alpha) for alpha, drawn in zip(alphas, draw)]
+            [gumbel_noise(alpha) if is_drawn else torch.zeros_like(alpha) for alpha, is_drawn in zip(alphas, draw)]
             for _ in range(cells)
         ]
         noise = [torch.stack(per_alpha) for per_alpha in zip(*drawn)]  # per alpha: (cells, *its shape)
