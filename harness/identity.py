@@ -24,13 +24,13 @@ IDENTITY_EXCLUDED = (
 
 def resolved_config(config: RunConfig, optimizer_class: type) -> dict[str, Any]:
     """The run's full configuration: its RunConfig and the optimizer's complete Config."""
-    options = dataclasses.asdict(optimizer_config(config, optimizer_class.Config))
+    options = optimizer_config(config, optimizer_class.Config)
     run = {k: v for k, v in dataclasses.asdict(config).items() if k != "optimizer_options"}
     return {
         "run": run,
-        "optimizer_config": options,
+        "optimizer_config": dataclasses.asdict(options),
         "model_options": dict(optimizer_class.model_options),
-        "optimizer_revision": optimizer_class.revision,
+        "optimizer_revision": optimizer_class.revision_for(options),
     }
 
 

@@ -154,10 +154,17 @@ class SearchOptimizer(ABC):
     revision: ClassVar[int] = 1
     """Raised when a change makes the optimizer compute something else under the same settings
     (e.g. GDAS's per-cell samples: 2). Part of a run's identity, so that a run made before is
-    neither resumed nor reused by a sweep under the new code."""
+    neither resumed nor reused by a sweep under the new code. Override `revision_for` when only
+    some settings changed."""
     columns: ClassVar[dict[str, str]] = {}
     """Per-epoch columns this optimizer adds to every row: name -> pandas dtype ("float64",
     "int64", "string", "boolean"); their values come from `epoch_columns`."""
+
+    @classmethod
+    def revision_for(cls, config: SearchConfig) -> int:
+        """The revision of a run with these settings: `revision`, unless a change reached only
+        some settings (then the runs with the others keep their identity)."""
+        return cls.revision
 
     def __init__(self, space: SearchSpace, model: OneShotModel, config: SearchConfig):
         self.space = space

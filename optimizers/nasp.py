@@ -97,6 +97,12 @@ class NASP(DARTS):
 
     Config = NASPConfig
 
+    @classmethod
+    def revision_for(cls, config: NASPConfig) -> int:
+        """2 with `mixing="one-hot"`: the weights of the ops that did not run step with a zero
+        gradient (weight decay, momentum) since 2026-11-27; the reference mixing runs every op."""
+        return 2 if config.mixing == "one-hot" else 1
+
     def __init__(self, space: SearchSpace, model: OneShotModel, config: NASPConfig):
         super().__init__(space, model, config)
         with torch.no_grad():

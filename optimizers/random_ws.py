@@ -113,6 +113,12 @@ class RandomWS(SearchOptimizer):
 
     Config = RandomWSConfig
 
+    @classmethod
+    def revision_for(cls, config: RandomWSConfig) -> int:
+        """2 with `sampled_ops_only`: the weights of the ops that did not run step with a zero
+        gradient (weight decay, momentum) since 2026-11-27; by default every op runs."""
+        return 2 if config.sampled_ops_only else 1
+
     def __init__(self, space: SearchSpace, model: OneShotModel, config: RandomWSConfig):
         super().__init__(space, model, config)
         self.weights = WeightTrainer(model, config)

@@ -237,20 +237,32 @@ def test_a_table_without_all_models_of_the_space_is_refused(cifar_root, tmp_path
         run_search(config, progress=False, log=lambda _: None)
 
 
-def test_a_raised_optimizer_revision_sets_apart_runs_made_before_it():
-    """GDAS is at revision 2 (per-cell samples): a GDAS run stored without a revision is another
-    run; a DARTS run (revision 1) keeps its identity, and so its digest."""
+@pytest.mark.parametrize(
+    "name, options, revision",
+    [
+        ("gdas", {}, 2),
+        ("darts", {}, 1),
+        ("nasp", {}, 1),
+        ("nasp", {"mixing": "one-hot"}, 2),
+        ("random-ws", {}, 1),
+        ("random-ws", {"sampled_ops_only": True}, 2),
+        ("enas", {"sampled_ops_only": True}, 2),
+    ],
+)
+def test_a_raised_optimizer_revision_sets_apart_runs_made_before_it(name, options, revision):
+    """GDAS is at revision 2 (per-cell samples), NASP's one-hot mixing and sampled_ops_only at 2
+    (zero gradients for the ops that did not run): such a run stored without a revision is another
+    run; the others (revision 1) keep their identity, and so their digest."""
     import optimizers
     from harness.config import make_config
     from harness.identity import identity_differences, resolved_config, run_identity
 
-    for name, revision in (("gdas", 2), ("darts", 1)):
-        optimizer_class = optimizers.get(name)
-        assert optimizer_class.revision == revision
-        now = resolved_config(make_config(name, 1), optimizer_class)
-        before = {key: value for key, value in now.items() if key != "optimizer_revision"}
-        differences = identity_differences(run_identity(before, optimizer_class), run_identity(now, optimizer_class))
-        if revision == 1:
-            assert differences == [] and run_identity(before, optimizer_class) == run_identity(now, optimizer_class)
-        else:
-            assert len(differences) == 1 and differences[0].startswith("optimizer_revision: 1 -> 2")
+    optimizer_class = optimizers.get(name)
+    now = resolved_config(make_config(name, 1, optimizer_options=options), optimizer_class)
+    assert now["optimizer_revision"] == revision
+    before = {key: value for key, value in now.items() if key != "optimizer_revision"}
+    differences = identity_differences(run_identity(before, optimizer_class), run_identity(now, optimizer_class))
+    if revision == 1:
+        assert differences == [] and run_identity(before, optimizer_class) == run_identity(now, optimizer_class)
+    else:
+        assert len(differences) == 1 and differences[0].startswith("optimizer_revision: 1 -> 2")
