@@ -238,13 +238,12 @@ def hessian_mode(model: nn.Module, tf32: bool = False) -> Iterator[None]:
     (docs/performance.md, docs/measurements/hessian_tf32.py)."""
     was_training = model.training
     matmul_precision = torch.get_float32_matmul_precision()
-    batched_sums = getattr(model, "batched_sums", None)
+    batched_sums = getattr(model, "batched_sums_for_double_backward", contextlib.nullcontext)
     model.train()
     try:
         torch.set_float32_matmul_precision("high" if tf32 else "highest")
-        if batched_sums is not None:
-            model.batched_sums = True
         with (
+            batched_sums(),
             batch_statistics_only(model),
             torch.backends.cudnn.flags(
                 enabled=torch.backends.cudnn.enabled,
@@ -256,8 +255,6 @@ def hessian_mode(model: nn.Module, tf32: bool = False) -> Iterator[None]:
             yield
     finally:
         torch.set_float32_matmul_precision(matmul_precision)
-        if batched_sums is not None:
-            model.batched_sums = batched_sums
         model.train(was_training)
 
 
