@@ -108,7 +108,7 @@ def kernel_profile(
 
 
 # ATen operators that only make views or allocate (no kernel on a GPU).
-_NO_KERNEL = frozenset(
+NO_KERNEL_OPS = frozenset(
     (
         *("view", "_unsafe_view", "_reshape_alias", "as_strided", "alias", "detach", "lift_fresh"),
         *("t", "transpose", "expand", "permute", "unsqueeze", "squeeze", "select", "slice"),
@@ -125,7 +125,7 @@ class _OpCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
-        if name not in _NO_KERNEL:
+        if name not in NO_KERNEL_OPS:
             self.counts[name] += 1
         return func(*args, **(kwargs or {}))
 

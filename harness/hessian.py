@@ -231,19 +231,16 @@ def top_eigenpair(matrix: Tensor) -> TopEigenpair:
 def hessian_mode(model: nn.Module, tf32: bool = False) -> Iterator[None]:
     """The reference's setting: train mode (batch statistics), running statistics untouched, and
     full fp32 convolutions and matrix products, as on the paper's GTX 1080 Ti, unless `tf32`
-    (TF32 tensor cores on GPUs that have them). The cells' weighted sums run as batched products
-    (`OneShotModel.batched_sums`: same values, faster in the products' double backward on a GPU).
+    (TF32 tensor cores on GPUs that have them).
     TF32 stays off by default: on an H200 it moved the eigenvalue by 2.7e-3 to 1.4e-2 relative
     against float64 on the same batch (fp32: at most 5.1e-4), over the 1e-3 allowed
     (docs/performance.md, docs/measurements/hessian_tf32.py)."""
     was_training = model.training
     matmul_precision = torch.get_float32_matmul_precision()
-    batched_sums = getattr(model, "batched_sums_for_double_backward", contextlib.nullcontext)
     model.train()
     try:
         torch.set_float32_matmul_precision("high" if tf32 else "highest")
         with (
-            batched_sums(),
             batch_statistics_only(model),
             torch.backends.cudnn.flags(
                 enabled=torch.backends.cudnn.enabled,

@@ -110,15 +110,9 @@ class HessianRegularization(DARTS):
     Config = HessianRegConfig
 
     def arch_step(self, valid_batch: Batch, train_batch: Batch) -> None:
-        """The architecture step differentiates the model twice: its weighted sums run as
-        batched products (`batched_sums_for_double_backward`; same values)."""
         objective = self.architecture_objective(valid_batch)
-        with self.model.batched_sums_for_double_backward():
-            loss = objective(self.alphas)
-            grads = torch.autograd.grad(loss, self.alphas, create_graph=True)
-            penalty = curvature_penalty(
-                objective, self.alphas, grads, self.config.penalty_directions, self.config.fd_step
-            )
-            total = loss + self.config.hessian_penalty * penalty
-            self.set_arch_gradients(torch.autograd.grad(total, self.alphas))
+        loss = objective(self.alphas)
+        grads = torch.autograd.grad(loss, self.alphas, create_graph=True)
+        penalty = curvature_penalty(objective, self.alphas, grads, self.config.penalty_directions, self.config.fd_step)
+        self.set_arch_gradients(torch.autograd.grad(loss + self.config.hessian_penalty * penalty, self.alphas))
         self.arch_optimizer.step()

@@ -89,14 +89,6 @@ def test_hessian_reg_without_penalty_steps_like_darts_and_with_it_differently():
     assert not torch.allclose(after[("hessian-reg", False)], after[("darts", False)])
 
 
-def test_hessian_reg_runs_its_double_backward_through_the_batched_sums():
-    optimizer = helpers.build("hessian-reg", seed=0)
-    seen = []
-    optimizer.model.register_forward_pre_hook(lambda module, _: seen.append(module.batched_sums))
-    optimizer.arch_step(batch(1), batch(0))
-    assert seen == [True, True] and not optimizer.model.batched_sums
-
-
 def test_darts_es_uses_a_centred_window_cut_at_the_first_row():
     stopper = EigenvalueEarlyStop(DARTSESConfig())
     feed(stopper, [{"epoch": k, "hessian_eigenvalue": float(k)} for k in range(8)])

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from benchmarks.nasbench1shot1 import Mixing, OneShotModel, get_search_space
 from benchmarks.nasbench1shot1.batchnorm import BatchNorm2d
-from benchmarks.nasbench1shot1.ops import combine_groups, drop_path_mask
+from benchmarks.nasbench1shot1.groups import GroupLayout, combine_groups
+from benchmarks.nasbench1shot1.ops import drop_path_mask
 from optimizers.base import SearchConfig
 from optimizers.weights import WeightTrainer
 
@@ -55,17 +56,21 @@ def test_batch_norm_module_keeps_pytorchs_running_statistics():
     torch.testing.assert_close(ours(x), plain(x), atol=0, rtol=0)
 
 
-@pytest.mark.parametrize(
-    "memory_format, batched",
-    [(torch.contiguous_format, False), (torch.channels_last, False), (torch.channels_last, True)],
-)
-def test_combine_groups_is_the_weighted_sum_of_groups(memory_format, batched):
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_group_major_groups_are_dense_and_their_sums_are_the_weighted_sums(memory_format):
     generator = torch.Generator().manual_seed(0)
-    stacked = torch.randn(2, 5 * 3, 4, 4, generator=generator, dtype=torch.float64).to(memory_format=memory_format)
-    coefficients = torch.randn(2, 5, generator=generator, dtype=torch.float64)
-    got = combine_groups(coefficients, stacked, 5, batched)
-    groups = stacked.split(3, dim=1)
+    images = torch.randn(2, 5 * 3, 4, 6, generator=generator, dtype=torch.float64).to(memory_format=memory_format)
+    coefficients = torch.randn(2, 4, generator=generator, dtype=torch.float64)
+    layout = GroupLayout.of(images, 3)
+    stored = layout.as_groups(images, 5).contiguous()
+    groups = images.split(3, dim=1)
+    for g, group in enumerate(groups):
+        assert torch.equal(layout.as_images(stored[g]), group)
+        assert layout.as_images(stored[g]).is_contiguous(memory_format=memory_format)
+        assert torch.equal(layout.as_stored(group.contiguous(memory_format=memory_format)), stored[g])
+    sums = combine_groups(coefficients, stored)  # the first 4 of the 5 groups
     want = torch.cat([sum(c * g for c, g in zip(row, groups)) for row in coefficients], dim=1)
+    got = layout.concatenated(sums)
     assert_close(got, want)
     assert got.is_contiguous(memory_format=memory_format)
 
@@ -125,24 +130,3 @@ def test_a_weight_the_loss_does_not_reach_still_gets_weight_decay_and_momentum()
         # two steps of SGD with momentum m on gradient wd * p: p1 = p0 d, p2 = p1 - lr (m wd p0 + wd p1)
         want = start * decay - config.weight_lr * config.weight_decay * (config.weight_momentum * start + start * decay)
         assert_close(got, want)
-
-
-def test_batched_sums_give_the_same_channels_last_model_and_hessian_mode_sets_them():
-    from harness.hessian import hessian_mode
-
-    torch.manual_seed(0)
-    space = get_search_space(3)
-    model = OneShotModel(space, channels=4, cells=3).double().to(memory_format=torch.channels_last)
-    x = torch.randn(3, 3, 32, 32, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
-    alphas = [torch.randn(shape, dtype=torch.float64, requires_grad=True) for shape in space.alpha_shapes]
-    results = []
-    for batched in (False, True):
-        model.batched_sums = batched
-        loss = model(x, Mixing.from_weights([a.softmax(dim=-1) for a in alphas])).square().mean()
-        results.append([loss, *torch.autograd.grad(loss, alphas)])
-    for got, want in zip(*results):
-        assert_close(got, want)
-    model.batched_sums = False
-    with hessian_mode(model):
-        assert model.batched_sums
-    assert not model.batched_sums

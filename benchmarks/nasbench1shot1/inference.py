@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmarks.nasbench1shot1.groups import GroupLayout, combine_groups
 from benchmarks.nasbench1shot1.model import Mixing, OneShotModel
 
 
@@ -80,58 +81,20 @@ class _FoldedCell:
         """s0 (B, c_in, H, W) -> (B, n * C, H, W), in the layout of `channels_last`."""
         n, channels = self.num_nodes, self.channels
         batch, _, height, width = s0.shape
-        layout = _GroupLayout(batch, channels, height, width, channels_last)
+        layout = GroupLayout(batch, channels, height, width, channels_last)
         buffer = torch.empty(5 * n, *layout.group_shape, dtype=s0.dtype, device=s0.device)
         indices = layout.as_images(torch.empty(layout.group_shape, dtype=torch.long, device=s0.device))
         torch.clamp_min(layout.as_groups(F.conv2d(s0, *self.pre), 2 * n), 0, out=buffer[: 2 * n])
         for i, (kernel, bias) in enumerate(self.nodes):
             written = 2 * n + 3 * i
             rows = self.rows[i]
-            x = layout.as_images(buffer[i] if rows is None else _combine(rows, buffer, written)[0])
+            x = layout.as_images(buffer[i] if rows is None else combine_groups(rows, buffer)[0])
             torch.ops.aten.max_pool2d_with_indices.out(
                 x, [3, 3], [1, 1], [1, 1], [1, 1], False, out=layout.as_images(buffer[written]), indices=indices
             )
             convolutions = layout.as_groups(F.conv2d(x, kernel, bias, padding=1), 2)
             torch.clamp_min(convolutions, 0, out=buffer[written + 1 : written + 3])
-        return layout.concatenated(_combine(self.output, buffer, 5 * n))
-
-
-class _GroupLayout:
-    """How a (B, C, H, W) group is stored in the buffer: (B, C, H, W) or, channels-last,
-    (B, H, W, C), and the views between the two."""
-
-    def __init__(self, batch: int, channels: int, height: int, width: int, channels_last: bool):
-        self.channels_last = channels_last
-        self.batch, self.channels, self.height, self.width = batch, channels, height, width
-        inner = (height, width, channels) if channels_last else (channels, height, width)
-        self.group_shape = (batch, *inner)
-
-    def as_images(self, group: Tensor) -> Tensor:
-        """A stored group (B, *inner) as a (B, C, H, W) tensor (a view)."""
-        return group.permute(0, 3, 1, 2) if self.channels_last else group
-
-    def as_groups(self, images: Tensor, k: int) -> Tensor:
-        """A (B, k * C, H, W) tensor as k stored groups (k, B, *inner) (a view in its layout)."""
-        batch, channels, height, width = self.batch, self.channels, self.height, self.width
-        if self.channels_last:
-            pixels = images.permute(0, 2, 3, 1).reshape(batch, height, width, k, channels)
-            return pixels.permute(3, 0, 1, 2, 4)
-        return images.reshape(batch, k, channels, height, width).transpose(0, 1)
-
-    def concatenated(self, groups: Tensor) -> Tensor:
-        """k stored groups (k, B, *inner) as one (B, k * C, H, W) tensor in the layout (a copy)."""
-        k = groups.shape[0]
-        if self.channels_last:
-            pixels = groups.permute(1, 2, 3, 0, 4).reshape(self.batch, self.height, self.width, -1)
-            return pixels.permute(0, 3, 1, 2)
-        return groups.transpose(0, 1).reshape(self.batch, k * self.channels, self.height, self.width)
-
-
-def _combine(coefficients: Tensor, buffer: Tensor, groups: int) -> Tensor:
-    """sum_g coefficients[k, g] * group g over the buffer's first `groups` groups, for every row k,
-    as one matrix product: coefficients (k, groups), buffer (G, B, *inner) -> (k, B, *inner)."""
-    sums = torch.mm(coefficients, buffer.view(buffer.shape[0], -1)[:groups])
-    return sums.view(coefficients.shape[0], *buffer.shape[1:])
+        return layout.concatenated(combine_groups(self.output, buffer))
 
 
 class FoldedNetwork:

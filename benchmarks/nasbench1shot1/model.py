@@ -6,8 +6,7 @@ perturbed, Gumbel sample, one-hot), so one network serves every optimizer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -15,11 +14,11 @@ from torch import Tensor, nn
 
 from benchmarks.nasbench1shot1.batchnorm import BatchNorm2d
 from benchmarks.nasbench1shot1.coefficients import CellCoefficients, CoefficientLayout
+from benchmarks.nasbench1shot1.groups import GroupLayout, combine_groups
 from benchmarks.nasbench1shot1.ops import (
     ConvBnRelu,
     NodeOps,
     channel_shuffle,
-    combine_groups,
     drop_path_mask,
     max_pool,
     weighted_sum,
@@ -100,37 +99,29 @@ class Cell(nn.Module):
         self.nodes = NodeOps(n, channels // partial_channels, bn_momentum)
 
     def forward(
-        self,
-        s0: Tensor,
-        mixing: Mixing,
-        coefficients: CellCoefficients | None = None,
-        drop_path_prob: float = 0.0,
-        batched_sums: bool = False,
+        self, s0: Tensor, mixing: Mixing, coefficients: CellCoefficients | None = None, drop_path_prob: float = 0.0
     ) -> Tensor:
         """s0 (B, c_in, H, W) -> (B, n * channels, H, W). coefficients: this cell's rows for the
         fused path (from `OneShotModel`); drop_path_prob > 0 multiplies each node's output by a
-        per-sample Bernoulli(1 - p) / (1 - p) mask (train mode); batched_sums: `combine_groups`'
-        `batched`."""
+        per-sample Bernoulli(1 - p) / (1 - p) mask (train mode)."""
         pre = self.preprocess(s0)
         if coefficients is None:
             return self._node_by_node(pre, mixing, drop_path_prob)
-        n, channels = self.num_nodes, self.channels
+        n = self.num_nodes
+        layout = GroupLayout.of(pre, self.channels)
         kernels = self.nodes.fused_kernels()
-        stacked, output_projection = pre.split(n * channels, dim=1)  # to nodes 1..n; to the output
+        to_nodes, to_output = layout.as_groups(pre, 2 * n).split(n)  # the projections
+        stacked = to_nodes.contiguous()  # (groups so far, B, *inner), group-major
         for i in range(n):
             rows = coefficients.nodes[i]
-            x = (
-                stacked[:, i * channels : (i + 1) * channels]
-                if rows is None
-                else combine_groups(rows, stacked, n + 3 * i, batched_sums)
-            )
-            outputs = [max_pool(x), self.nodes.convolutions(x, i, kernels[i])]
+            x = layout.as_images(stacked[i] if rows is None else combine_groups(rows, stacked).squeeze(0))
+            pooled, convolved = max_pool(x), self.nodes.convolutions(x, i, kernels[i])
             if drop_path_prob > 0:
                 mask = drop_path_mask(x, drop_path_prob)
-                outputs = [out * mask for out in outputs]
-            last = [output_projection] if i == n - 1 else []
-            stacked = torch.cat([stacked, *outputs, *last], dim=1)
-        return combine_groups(coefficients.output, stacked, 5 * n, batched_sums)
+                pooled, convolved = pooled * mask, convolved * mask
+            last = [to_output] if i == n - 1 else []
+            stacked = torch.cat([stacked, layout.as_stored(pooled)[None], layout.as_groups(convolved, 2), *last])
+        return layout.concatenated(combine_groups(coefficients.output, stacked))
 
     def _node_by_node(self, pre: Tensor, mixing: Mixing, drop_path_prob: float) -> Tensor:
         n, channels = self.num_nodes, self.channels
@@ -193,12 +184,6 @@ class OneShotModel(nn.Module):
     device, node by node and cell by cell (as DARTS's drop_path). No effect in eval mode or with
     p = 0, and then no random numbers are drawn.
 
-    `batched_sums` (default False): form the cells' weighted sums as batched matrix products
-    in the channels-last layout too (`combine_groups`); `batched_sums_for_double_backward` sets
-    it for a block (the Hessian's products, hessian-reg's penalty), where that is faster. Same
-    values either way in full fp32 (in the channels-last 1x1 convolutions, cuDNN may use TF32
-    where allowed).
-
     The parameter layout is this harness's (fused); `reference_layout.from_reference_state_dict`
     maps a state dict of the reference code's `Network` onto it.
     """
@@ -215,7 +200,6 @@ class OneShotModel(nn.Module):
         super().__init__()
         self.space = space
         self.drop_path_prob: float = 0.0
-        self.batched_sums = False
         n = space.num_choice_nodes
         self.reductions = {cells // 3, 2 * cells // 3}
         self.stem = ConvBnRelu(3, channels, 3, bn_momentum)
@@ -260,21 +244,9 @@ class OneShotModel(nn.Module):
         for i, cell in enumerate(self.cells):
             if i in self.reductions:
                 s = self.downsample(s)
-            s = cell(s, mixings[i], coefficients[i], drop_path_prob, self.batched_sums)
+            s = cell(s, mixings[i], coefficients[i], drop_path_prob)
         s = self.postprocess(s)
         return self.classifier(s.mean(dim=(2, 3)))
-
-    @contextmanager
-    def batched_sums_for_double_backward(self) -> Iterator[None]:
-        """`batched_sums` on inside the block, restored after: for computations that differentiate
-        the model twice, whose double backward was 1.8x faster through the batched products than
-        through the channels-last 1x1 convolutions (the Hessian's products on an H200)."""
-        before = self.batched_sums
-        self.batched_sums = True
-        try:
-            yield
-        finally:
-            self.batched_sums = before
 
     def per_cell(self, mixing: Mixing | Sequence[Mixing]) -> tuple[Mixing, ...]:
         """One Mixing per cell: `mixing` repeated, or the sequence checked."""

@@ -3,8 +3,7 @@
 A choice node's two convolutions (conv3x3-bn-relu and conv1x1-bn-relu of the same input) run as
 one 3x3 convolution with 2C outputs, the 1x1 kernel zero-padded into the centre of its half, and
 one BatchNorm + ReLU over the 2C channels (BatchNorm and ReLU act per channel, so this equals the
-two separate blocks). Weighted sums over many tensors run as one batched matrix product over
-channel groups (`combine_groups`).
+two separate blocks). A cell's weighted sums over channel groups are in `groups`.
 """
 
 from __future__ import annotations
@@ -40,38 +39,6 @@ def weighted_sum(tensors: list[Tensor], weights: Tensor) -> Tensor:
     for tensor, weight in zip(tensors[1:], weights[1:]):
         total = torch.addcmul(total, tensor, weight)
     return total
-
-
-def combine_groups(coefficients: Tensor, stacked: Tensor, groups: int, batched: bool = False) -> Tensor:
-    """sum_g coefficients[k, g] * group g of `stacked`, for every row k, in one operator.
-
-    coefficients: (k, G); stacked: (B, G * C, H, W); returns (B, k * C, H, W), block k = row k's
-    sum, in the input's layout. NCHW-contiguous input: one batched matrix product over the batch
-    ((k, G) @ (G, C*H*W) per image). Any other layout (channels-last on the GPU): one 1x1
-    convolution with the kernel of `group_mixing_kernel`, a single GEMM over all pixels, in TF32
-    where cuDNN allows it, as the model's other convolutions (a batched product there multiplies
-    B*H*W tiny matrices, which cuBLAS runs slowly: a DARTS step took 40 ms instead of 28 on an
-    H200); or, with `batched`, that batched product all the same (in double backward, as in the
-    Hessian's products, it was the faster of the two: about 130 against 234 ms per product).
-    """
-    batch, _, height, width = stacked.shape
-    rows = coefficients.shape[0]
-    if stacked.is_contiguous():
-        matrices = stacked.view(batch, groups, -1)  # (B, G, C*H*W)
-        out = torch.bmm(coefficients.expand(batch, rows, groups), matrices)
-        return out.view(batch, -1, height, width)
-    if not batched:
-        return F.conv2d(stacked, group_mixing_kernel(coefficients, stacked.shape[1] // groups))
-    pixels = stacked.permute(0, 2, 3, 1).reshape(batch * height * width, groups, -1)  # (BHW, G, C)
-    out = torch.bmm(coefficients.expand(pixels.shape[0], rows, groups), pixels)
-    return out.view(batch, height, width, -1).permute(0, 3, 1, 2)
-
-
-def group_mixing_kernel(coefficients: Tensor, channels: int) -> Tensor:
-    """The (k * C, G * C, 1, 1) kernel of the 1x1 convolution that forms the k weighted sums of G
-    channel groups of C channels: entry [(k, c), (g, c')] = coefficients[k, g] if c == c', else 0."""
-    eye = torch.eye(channels, dtype=coefficients.dtype, device=coefficients.device)
-    return torch.kron(coefficients, eye)[:, :, None, None]
 
 
 def drop_path_mask(like: Tensor, probability: float) -> Tensor:

@@ -1,0 +1,71 @@
+"""Channel groups stored group-major, and their weighted sums as one matrix product.
+
+A cell's dense path forms every weighted sum over the same channel groups of C channels each
+(`coefficients`). Stored group-major, (G, B, C, H, W), or (G, B, H, W, C) in the channels-last
+layout, every group is a dense tensor in the layout of the activations, and so is the gradient
+of each group (a slice of a concatenation along the leading dimension): the convolutions and
+max-pools that read a group, and their backward passes, need no copy into a dense layout first
+(a channel slice of a (B, G * C, H, W) tensor is dense in neither layout, and CUDA's kernels copy
+it). The sums over the first G groups, for k coefficient rows, are then one (k, G) x (G, B*C*H*W)
+matrix product in either layout.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class GroupLayout:
+    """How a (B, C, H, W) group is stored: (B, C, H, W) or, channels-last, (B, H, W, C); the
+    views between images and stored groups, and the copy back into one image tensor."""
+
+    def __init__(self, batch: int, channels: int, height: int, width: int, channels_last: bool):
+        self.channels_last = channels_last
+        self.batch, self.channels, self.height, self.width = batch, channels, height, width
+        inner = (height, width, channels) if channels_last else (channels, height, width)
+        self.group_shape = (batch, *inner)
+
+    @classmethod
+    def of(cls, images: Tensor, channels: int) -> GroupLayout:
+        """The layout of groups of `channels` channels for activations like `images` (B, k * C,
+        H, W): channels-last where `images` is (and not also NCHW-contiguous)."""
+        batch, _, height, width = images.shape
+        channels_last = images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
+        return cls(batch, channels, height, width, channels_last)
+
+    def as_images(self, group: Tensor) -> Tensor:
+        """A stored group (B, *inner) as a (B, C, H, W) tensor (a view)."""
+        return group.permute(0, 3, 1, 2) if self.channels_last else group
+
+    def as_stored(self, images: Tensor) -> Tensor:
+        """A (B, C, H, W) tensor as a stored group (B, *inner) (a view; dense for a tensor dense
+        in the layout)."""
+        return images.permute(0, 2, 3, 1) if self.channels_last else images
+
+    def as_groups(self, images: Tensor, k: int) -> Tensor:
+        """A (B, k * C, H, W) tensor dense in the layout as k stored groups (k, B, *inner) (a view)."""
+        batch, channels, height, width = self.batch, self.channels, self.height, self.width
+        if self.channels_last:
+            pixels = images.permute(0, 2, 3, 1).reshape(batch, height, width, k, channels)
+            return pixels.permute(3, 0, 1, 2, 4)
+        return images.reshape(batch, k, channels, height, width).transpose(0, 1)
+
+    def concatenated(self, groups: Tensor) -> Tensor:
+        """k stored groups (k, B, *inner) as one (B, k * C, H, W) tensor in the layout (a copy)."""
+        k = groups.shape[0]
+        if self.channels_last:
+            pixels = groups.permute(1, 2, 3, 0, 4).reshape(self.batch, self.height, self.width, -1)
+            return pixels.permute(0, 3, 1, 2)
+        return groups.transpose(0, 1).reshape(self.batch, k * self.channels, self.height, self.width)
+
+
+def combine_groups(coefficients: Tensor, groups: Tensor) -> Tensor:
+    """sum_g coefficients[k, g] * groups[g] for every row k, as one matrix product.
+
+    coefficients: (k, G); groups: (G', B, *inner) dense, G <= G' (the first G are summed);
+    returns (k, B, *inner)."""
+    count = coefficients.shape[1]
+    matrix = groups.view(groups.shape[0], -1)
+    sums = torch.mm(coefficients, matrix if count == matrix.shape[0] else matrix[:count])
+    return sums.view(coefficients.shape[0], *groups.shape[1:])
