@@ -4,7 +4,8 @@
 #   bash docs/measurements/gpu_round2.sh OUTDIR [SHARED] [OLD_TREE]
 #
 # SHARED: the folder holding data/cifar10-jpeg.tar.gz and tools/prepare_cifar10.py (default ../shared);
-# OLD_TREE: a checkout of the commit before round 2, timed the same way as the baseline (optional).
+# OLD_TREE: a checkout of an earlier commit, timed the same way as the baseline (optional; e.g. a `git archive`
+# of c7eb403, round 2's final code, before round 3's group-major channel groups).
 # Everything goes to OUTDIR/gpu.log. SMOKE=1 runs every step at toy sizes on the CPU (checks the script).
 set -u
 out=${1:?OUTDIR}
