@@ -20,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import optimizers
 from benchmarks.nasbench1shot1 import get_search_space
+from benchmarks.nasbench1shot1.coefficients import CellCoefficients
 from harness.components import build_model, inference, memory_format, resolve_device, search_data, use_cuda_graphs
 from harness.config import RunConfig, optimizer_config
 from harness.cuda_graphs import GraphedStep
@@ -164,12 +165,25 @@ def _eigenpair_call(
 
 def compile_cells(model: torch.nn.Module) -> None:
     """`torch.compile` each cell of the model in place (static shapes; one compiled graph per
-    cell shape, compiled at its first call)."""
+    cell shape, compiled at its first call: 6 for the 9-cell model, where each stage's first
+    cell has another input width). Coefficients that do not require gradients (a weight step's)
+    are passed as leaves that do, so that the weight step runs the architecture step's graph
+    instead of compiling its own (their gradients are computed and dropped)."""
     import torch._dynamo
 
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 4 * len(model.cells))
     for cell in model.cells:
-        cell.compile(dynamic=False)
+        cell.forward = _with_coefficient_gradients(torch.compile(cell.forward, dynamic=False))
+
+
+def _with_coefficient_gradients(forward: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    def call(s0: Tensor, mixing, coefficients: CellCoefficients | None = None, drop_path_prob: float = 0.0) -> Tensor:
+        if coefficients is not None and not coefficients.output.requires_grad:
+            leaf = lambda rows: None if rows is None else rows.detach().requires_grad_()  # noqa: E731
+            coefficients = CellCoefficients(tuple(map(leaf, coefficients.nodes)), leaf(coefficients.output))
+        return forward(s0, mixing, coefficients, drop_path_prob)
+
+    return call
 
 
 def run_bench(

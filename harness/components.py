@@ -26,8 +26,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def memory_format(config: RunConfig, device: torch.device) -> torch.memory_format:
-    """channels_last on CUDA when asked for (faster cuDNN kernels), else the default layout."""
-    return torch.channels_last if device.type == "cuda" and config.channels_last else torch.contiguous_format
+    """channels_last on CUDA when asked for (faster cuDNN kernels), else the default layout; also
+    the default layout for the "reverse-over-reverse" Hessian (PyTorch's batched backward pass
+    raises "NYI: querying is_contiguous inside of vmap" on channels-last tensors)."""
+    channels_last = config.channels_last and config.hessian_method != "reverse-over-reverse"
+    return torch.channels_last if device.type == "cuda" and channels_last else torch.contiguous_format
 
 
 def use_cuda_graphs(config: RunConfig, device: torch.device) -> bool:

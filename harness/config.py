@@ -71,8 +71,8 @@ class RunConfig:
     by up to 1.4e-2 relative against float64, fp32 by up to 5.1e-4: docs/performance.md);
     cuda_graphs: on CUDA, replay capturable optimizer steps and the validation forward pass as
     CUDA graphs (same computation); channels_last: on CUDA, NHWC activations (faster cuDNN
-    kernels; the same computation, except that the cells' weighted sums then run as 1x1
-    convolutions, in TF32 where cuDNN allows it, as it does the other convolutions);
+    kernels; the same computation), unless hessian_method="reverse-over-reverse", whose batched
+    backward pass PyTorch cannot run on channels-last tensors;
     optimizer_options: overrides of the optimizer's own Config fields.
     """
 

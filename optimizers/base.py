@@ -162,8 +162,10 @@ class SearchOptimizer(ABC):
 
     @classmethod
     def revision_for(cls, config: SearchConfig) -> int:
-        """The revision of a run with these settings: `revision`, unless a change reached only
-        some settings (then the runs with the others keep their identity)."""
+        """The revision of a run with these settings: `revision`, plus what a change that reached
+        only some settings added for them (then the runs with the others keep their identity).
+        Overrides add to `super().revision_for(config)`, so that raising `revision` later still
+        sets apart every run."""
         return cls.revision
 
     def __init__(self, space: SearchSpace, model: OneShotModel, config: SearchConfig):

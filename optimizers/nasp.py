@@ -99,9 +99,10 @@ class NASP(DARTS):
 
     @classmethod
     def revision_for(cls, config: NASPConfig) -> int:
-        """2 with `mixing="one-hot"`: the weights of the ops that did not run step with a zero
-        gradient (weight decay, momentum) since 2026-11-27; the reference mixing runs every op."""
-        return 2 if config.mixing == "one-hot" else 1
+        """One more with `mixing="one-hot"`: the weights of the ops that did not run step with a
+        zero gradient (weight decay, momentum) since commit 68b6ad2; the reference mixing runs
+        every op."""
+        return super().revision_for(config) + (1 if config.mixing == "one-hot" else 0)
 
     def __init__(self, space: SearchSpace, model: OneShotModel, config: NASPConfig):
         super().__init__(space, model, config)

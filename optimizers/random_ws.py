@@ -115,9 +115,9 @@ class RandomWS(SearchOptimizer):
 
     @classmethod
     def revision_for(cls, config: RandomWSConfig) -> int:
-        """2 with `sampled_ops_only`: the weights of the ops that did not run step with a zero
-        gradient (weight decay, momentum) since 2026-11-27; by default every op runs."""
-        return 2 if config.sampled_ops_only else 1
+        """One more with `sampled_ops_only`: the weights of the ops that did not run step with a
+        zero gradient (weight decay, momentum) since commit 68b6ad2; by default every op runs."""
+        return super().revision_for(config) + (1 if config.sampled_ops_only else 0)
 
     def __init__(self, space: SearchSpace, model: OneShotModel, config: RandomWSConfig):
         super().__init__(space, model, config)

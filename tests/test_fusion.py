@@ -13,6 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from benchmarks.nasbench1shot1 import CellChoice, Mixing, OneShotModel, SearchSpace, get_search_space
 from benchmarks.nasbench1shot1.ops import channel_shuffle
@@ -219,12 +221,88 @@ def test_fused_model_equals_the_reference_layout_in_train_and_eval_mode(number, 
         reference.zero_grad()
 
 
-def test_channels_last_equals_the_reference():
+@pytest.mark.parametrize("drop_path_prob", [0.0, 0.4])
+def test_channels_last_equals_the_reference_with_gradients(drop_path_prob):
     space, reference, model = pair(2)
     model = model.to(memory_format=torch.channels_last)
-    x = images(size=16).to(memory_format=torch.channels_last)
+    model.drop_path_prob = reference.drop_path_prob = drop_path_prob
+    x, labels = images(size=16).to(memory_format=torch.channels_last), torch.arange(4)
     alphas = softmax_alphas(space, seed=7)
-    assert_close(model(x, dense(alphas)), reference(x, dense(alphas)))
+    ref_alphas = [a.detach().clone().requires_grad_() for a in alphas]
+    torch.manual_seed(123)
+    got = model(x, dense(alphas))
+    torch.manual_seed(123)
+    want = reference(x, dense(ref_alphas))
+    assert_close(got, want)
+    F.cross_entropy(got, labels).backward()
+    F.cross_entropy(want, labels).backward()
+    for a, b in zip(alphas, ref_alphas):
+        assert_close(a.grad, b.grad)
+    grads = from_reference_state_dict(
+        {n: p.grad for n, p in reference.named_parameters()} | dict(reference.named_buffers())
+    )
+    for name, parameter in model.named_parameters():
+        assert_close(parameter.grad, grads[name])
+
+
+class _StridedArguments(TorchDispatchMode):
+    """Counts tensors of 4 dimensions dense in neither NCHW nor channels-last that reach a
+    convolution, max-pool or BatchNorm, forward or backward (CUDA's kernels copy such inputs)."""
+
+    KERNELS = frozenset(
+        (
+            *("convolution", "convolution_backward", "max_pool2d_with_indices", "max_pool2d_with_indices_backward"),
+            *("native_batch_norm", "native_batch_norm_backward", "mm"),
+        )
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in self.KERNELS:
+            for t in tree_leaves((args, kwargs)):
+                if isinstance(t, Tensor) and t.dim() == 4 and not t.is_contiguous():
+                    self.count += not t.is_contiguous(memory_format=torch.channels_last)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_the_dense_path_hands_its_kernels_only_dense_tensors(memory_format):
+    """Group-major channel groups: no convolution, max-pool or BatchNorm reads a channel slice,
+    forward or backward, in either layout (train mode, drop path on)."""
+    space, _, model = pair(1, channels=3)
+    model = model.to(memory_format=memory_format)
+    model.drop_path_prob = 0.3
+    x = images(size=16).contiguous(memory_format=memory_format)
+    alphas = softmax_alphas(space, seed=2)
+    with _StridedArguments() as strided:
+        F.cross_entropy(model(x, dense(alphas)), torch.arange(4)).backward()
+    assert strided.count == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_channels_last_training_path_on_cuda_equals_float64_on_the_cpu():
+    """The GPU's default path (channels-last, dense mixing, train mode) in full fp32 against the
+    same weights in float64 on the CPU: loss and alpha gradients."""
+    space, _, model = pair(1, channels=8)
+    x, labels = images(batch=8, size=32), torch.arange(8)
+    alphas = softmax_alphas(space, seed=3)
+    results = []
+    runs = (("cpu", torch.float64, torch.contiguous_format), ("cuda", torch.float32, torch.channels_last))
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=False):
+        for device, dtype, layout in runs:
+            copy = OneShotModel(space, channels=8, cells=3)
+            copy.load_state_dict(model.state_dict())
+            copy = copy.to(device=device, dtype=dtype, memory_format=layout)
+            weights = [a.detach().to(device, dtype).requires_grad_() for a in alphas]
+            inputs = x.to(device, dtype).contiguous(memory_format=layout)
+            loss = F.cross_entropy(copy(inputs, dense(weights)), labels.to(device))
+            loss.backward()
+            results.append([loss.detach(), *(w.grad for w in weights)])
+    for got, want in zip(results[1], results[0], strict=True):  # fp32 on the CPU: within 5e-4 of the largest
+        torch.testing.assert_close(got.cpu().double(), want, rtol=0, atol=2e-3 * float(want.abs().max()))
 
 
 @pytest.mark.parametrize("number", [1, 3])

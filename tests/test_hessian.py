@@ -15,6 +15,7 @@ from harness.hessian import (
     batch_statistics_only,
     dominant_eigenvalue,
     hessian,
+    hessian_mode,
     lanczos_top_eigenpair,
     top_eigenpair,
 )
@@ -179,8 +180,6 @@ def test_the_default_tolerance_keeps_the_order_of_eigenvalues():
 
 
 def test_hessian_mode_sets_tf32_only_inside_and_restores_it_also_after_an_error():
-    from harness.hessian import hessian_mode
-
     model = OneShotModel(get_search_space(1), channels=2, cells=3).eval()
     state = lambda: (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)  # noqa: E731
     before = state()
@@ -191,3 +190,38 @@ def test_hessian_mode_sets_tf32_only_inside_and_restores_it_also_after_an_error(
     with pytest.raises(RuntimeError, match="inside"), hessian_mode(model, True):
         raise RuntimeError("inside")
     assert state() == before and not model.training
+
+
+def test_the_channels_last_layout_gives_the_vmapped_hessians_and_reverse_over_reverse_runs_nchw():
+    """On CUDA the model runs channels-last, where PyTorch's batched backward pass (the
+    "reverse-over-reverse" method) raises, so that method keeps the default layout; the other
+    methods give the same Hessian in both layouts."""
+    from benchmarks.nasbench1shot1 import Mixing
+    from harness.components import memory_format
+    from harness.config import make_config
+
+    cuda = torch.device("cuda")
+    assert memory_format(make_config("darts", 1), cuda) == torch.channels_last
+    nchw = make_config("darts", 1, hessian_method="reverse-over-reverse")
+    assert memory_format(nchw, cuda) == torch.contiguous_format
+    torch.manual_seed(0)
+    space = get_search_space(1)
+    model = OneShotModel(space, channels=2, cells=3).double()
+    images, labels = torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.tensor([1, 2])
+    alphas = [1e-3 * torch.randn(shape, dtype=torch.float64) for shape in space.alpha_shapes]
+
+    def objective(a):
+        mixing = Mixing.from_weights([t.softmax(dim=-1) for t in a])
+        return torch.nn.functional.cross_entropy(model(images.contiguous(memory_format=layout), mixing), labels)
+
+    hessians = []
+    for layout, method in [
+        (torch.contiguous_format, "reverse-over-reverse"),
+        (torch.channels_last, "forward-over-reverse"),
+        (torch.channels_last, "rows"),
+    ]:
+        model.to(memory_format=layout)
+        with hessian_mode(model):
+            hessians.append(hessian(objective, alphas, method, graphs=False))
+    for other in hessians[1:]:
+        torch.testing.assert_close(other, hessians[0], atol=1e-10, rtol=1e-10)

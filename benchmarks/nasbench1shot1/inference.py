@@ -75,6 +75,8 @@ class _FoldedCell:
         # the model's group order is [projections n | node ops 3n | output projections n]
         order = [*range(n), *range(4 * n, 5 * n), *range(n, 4 * n)]
         self.rows = [None if r is None else torch.cat([r[:, :n], r.new_zeros(1, n), r[:, n:]], dim=1) for r in rows]
+        # node i's row covers exactly the groups written before it (nothing unwritten is read)
+        assert all(r is None or r.shape[1] == 2 * n + 3 * i for i, r in enumerate(self.rows))
         self.output = output[:, order].contiguous()
 
     def __call__(self, s0: Tensor, channels_last: bool) -> Tensor:

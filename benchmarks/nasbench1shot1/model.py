@@ -81,8 +81,8 @@ class Cell(nn.Module):
     ConvBnRelu blocks of s0; they are stored and run as one conv with 2 * n * channels outputs
     (BatchNorm is per channel, so this equals n + 1 separate blocks). The nodes' ops are a
     `NodeOps`. Dense mixing without partial channels runs the fused path (`CellCoefficients`:
-    each node's input and the cell output are one batched product over channel groups); a
-    host-side op choice or partial channels run node by node.
+    each node's input and the cell output are one matrix product over the channel groups, stored
+    group-major: `groups`); a host-side op choice or partial channels run node by node.
     """
 
     def __init__(self, space: SearchSpace, c_in: int, channels: int, bn_momentum: float, partial_channels: int):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -23,6 +24,8 @@ def _bench(args: argparse.Namespace) -> int:
             "add --hessian-methods="
         )
     config = config_from_args(args, args.optimizer, args.space, args.seed)
+    if "reverse-over-reverse" in methods:  # NCHW, as a run with that method (`memory_format`)
+        config = dataclasses.replace(config, channels_last=False)
     from harness.run_log import set_threads
 
     threads = set_threads(config.threads)
