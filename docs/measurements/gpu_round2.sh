@@ -52,7 +52,7 @@ for line in sys.stdin:
 
 { nvidia-smi -L; "$py" -c "import torch; print('torch', torch.__version__, torch.version.cuda)"; } >>"$log" 2>&1
 step cifar 120 "$py" "$shared/tools/prepare_cifar10.py" "$cifar" $limit
-step cuda-tests 120 "$py" -m pytest -q -p no:cacheprovider tests/test_inference.py -k cuda
+step cuda-tests 120 "$py" -m pytest -q -p no:cacheprovider tests/test_inference.py tests/test_fusion.py -k cuda
 step bench-darts-1 150 "$py" -m harness bench --optimizer darts --space 1 "${steps[@]}" --profile "${size[@]}"
 step bench-darts-3 120 "$py" -m harness bench --optimizer darts --space 3 "${steps[@]}" --hessian-methods=lanczos "${size[@]}"
 step bench-sdarts-adv-1 120 "$py" -m harness bench --optimizer sdarts-adv --space 1 "${steps[@]}" --hessian-methods= "${size[@]}"
@@ -67,6 +67,6 @@ if [ -n "$old" ]; then
     (cd "$old" && PYTHONPATH=$PWD step bench-old-darts-1 150 "$py" -m harness bench --optimizer darts --space 1 \
         "${steps[@]}" --hessian-methods=lanczos "${size[@]}")
 fi
-[ "${SMOKE:-0}" = 1 ] || step bench-compile-1 150 "$py" -m harness bench --optimizer darts --space 1 "${steps[@]}" --hessian-methods= \
+[ "${SMOKE:-0}" = 1 ] || step bench-compile-1 300 "$py" -m harness bench --optimizer darts --space 1 "${steps[@]}" --hessian-methods= \
     --compile "${size[@]}"
 echo "=== done ($(date -u +%T))" | tee -a "$log"
