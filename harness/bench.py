@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 import optimizers
 from benchmarks.nasbench1shot1 import get_search_space
@@ -119,22 +120,49 @@ NO_KERNEL_OPS = frozenset(
 )
 
 
-class _OpCounter(TorchDispatchMode):
+# Operators whose CUDA kernels first copy an input that is dense in neither layout.
+COPYING_KERNELS = frozenset(
+    (
+        *("convolution", "convolution_backward", "max_pool2d_with_indices", "max_pool2d_with_indices_backward"),
+        *("native_batch_norm", "native_batch_norm_backward", "mm"),
+    )
+)
+
+
+def strided(tensor: object) -> bool:
+    """A tensor of 4 or more dimensions dense in neither NCHW nor channels-last (e.g. a channel
+    slice): a CUDA convolution, max-pool or BatchNorm copies it before reading."""
+    return (
+        isinstance(tensor, Tensor)
+        and tensor.dim() >= 4
+        and not tensor.is_contiguous()
+        and not (tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last))
+    )
+
+
+class OpCounter(TorchDispatchMode):
+    """While active: `counts`, the ATen operators dispatched, by name, views and allocations left
+    out (about the kernels a GPU launches); `strided`, the `strided` arguments handed to
+    `COPYING_KERNELS`, by operator (copies the operator count does not show)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.counts: collections.Counter[str] = collections.Counter()
+        self.strided: collections.Counter[str] = collections.Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
         if name not in NO_KERNEL_OPS:
             self.counts[name] += 1
+        if name in COPYING_KERNELS:
+            self.strided[name] += sum(map(strided, tree_leaves((args, kwargs))))
         return func(*args, **(kwargs or {}))
 
 
 def dispatched_ops(fn: Callable[[], object]) -> collections.Counter[str]:
     """ATen operators that one call of `fn` dispatches, by name, views and allocations left out:
     about the kernels it launches on a GPU, countable on any device."""
-    with _OpCounter() as counter:
+    with OpCounter() as counter:
         fn()
     return counter.counts
 
@@ -248,7 +276,10 @@ def run_bench(
 
     if profile:
         log(kernel_profile(optimizer, pairs, device))
-        log(describe_ops("one eager step", dispatched_ops(lambda: optimizer.step(*next(pairs)))))
+        with OpCounter() as counter:
+            optimizer.step(*next(pairs))
+        log(describe_ops("one eager step", counter.counts))
+        log(f"  strided arguments of copying kernels (copied on a GPU): {sum(counter.strided.values())}")
     valid_images, valid_labels = next(pairs)[1]
     model.eval()
     forward = inference(model, optimizer.eval_mixing(), use_cuda_graphs(config, device))

@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from harness.bench import dispatched_ops, run_bench
+from harness.bench import OpCounter, dispatched_ops, run_bench
 from harness.config import make_config
 
 
@@ -15,6 +15,19 @@ def test_dispatched_ops_count_kernels_not_views():
     a, b = torch.randn(4, 3), torch.randn(3)
     counts = dispatched_ops(lambda: (a.t().reshape(12) * 2 + 1, torch.addcmul(a, a, b)))
     assert counts == {"clone": 1, "mul": 1, "add": 1, "addcmul": 1}  # reshape of the transpose copies
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_the_op_counter_finds_channel_slices_handed_to_convolutions(memory_format):
+    x = torch.randn(2, 6, 5, 5).contiguous(memory_format=memory_format)
+    kernel = torch.randn(3, 3, 3, 3)
+    with OpCounter() as counter:
+        torch.nn.functional.conv2d(x[:, :3].contiguous(memory_format=memory_format), kernel)
+        torch.nn.functional.max_pool2d(x, 3)
+    assert counter.strided == {"convolution": 0, "max_pool2d_with_indices": 0}
+    with OpCounter() as counter:
+        torch.nn.functional.conv2d(x[:, 3:], kernel)  # a channel slice: dense in neither layout
+    assert counter.strided == {"convolution": 1} and counter.counts == {"convolution": 1}
 
 
 def test_bench_prints_every_figure_and_the_hessian_methods_agree():
@@ -29,6 +42,7 @@ def test_bench_prints_every_figure_and_the_hessian_methods_agree():
     for what in ("one eager step", "one eager validation forward", "one eager Hessian-vector product"):
         count = int(re.search(rf"{what}: (\d+) ATen ops", text).group(1))
         assert count > 50, what
+    assert "strided arguments of copying kernels (copied on a GPU): 0" in text
     eigenvalues = {m: float(v) for m, v in re.findall(r"Hessian eigenvalue \((\w+),.*eigenvalue ([\d.e+-]+)", text)}
     products = {m: int(v) for m, v in re.findall(r"\((\w+), 24 parameters, (\d+) Hessian-vector products", text)}
     assert eigenvalues["lanczos"] == pytest.approx(eigenvalues["rows"], rel=1e-4)  # LANCZOS_TOLERANCE
