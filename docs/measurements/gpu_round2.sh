@@ -7,6 +7,8 @@
 # OLD_TREE: a checkout of an earlier commit, timed the same way as the baseline (optional; e.g. a `git archive`
 # of c7eb403, round 2's final code, before round 3's group-major channel groups).
 # Everything goes to OUTDIR/gpu.log. SMOKE=1 runs every step at toy sizes on the CPU (checks the script).
+# ONLY="cuda-tests bench-darts-1 ..." runs only the named steps (the names the log prints; the
+# CIFAR-10 preparation runs whenever e2e or hessian-tf32 does), e.g. to fit one 600-s device call.
 set -u
 out=${1:?OUTDIR}
 shared=${2:-../shared}
@@ -30,7 +32,21 @@ else
 fi
 cifar=/tmp/cifar-full
 
-step() {  # step NAME SECONDS COMMAND...: run under a time limit, everything into the log
+wanted() {  # wanted NAME...: whether ONLY (if set) names any of them
+    [ -z "${ONLY:-}" ] && return 0
+    local name
+    for name in "$@"; do
+        [[ " $ONLY " == *" $name "* ]] && return 0
+    done
+    return 1
+}
+
+step() {  # step NAME SECONDS COMMAND...: if wanted, run_step
+    wanted "$1" || return 0
+    run_step "$@"
+}
+
+run_step() {  # run_step NAME SECONDS COMMAND...: run under a time limit, everything into the log
     local name=$1 seconds=$2
     shift 2
     echo "=== $name: $* ($(date -u +%T))" | tee -a "$log"
@@ -51,18 +67,20 @@ for line in sys.stdin:
 }
 
 { nvidia-smi -L; "$py" -c "import torch; print('torch', torch.__version__, torch.version.cuda)"; } >>"$log" 2>&1
-step cifar 120 "$py" "$shared/tools/prepare_cifar10.py" "$cifar" $limit
+wanted cifar e2e hessian-tf32 && run_step cifar 120 "$py" "$shared/tools/prepare_cifar10.py" "$cifar" $limit
 step cuda-tests 120 "$py" -m pytest -q -p no:cacheprovider tests/test_inference.py tests/test_fusion.py -k cuda
 step bench-darts-1 150 "$py" -m harness bench --optimizer darts --space 1 "${steps[@]}" --profile "${size[@]}"
 step bench-darts-3 120 "$py" -m harness bench --optimizer darts --space 3 "${steps[@]}" --hessian-methods=lanczos "${size[@]}"
 step bench-sdarts-adv-1 120 "$py" -m harness bench --optimizer sdarts-adv --space 1 "${steps[@]}" --hessian-methods= "${size[@]}"
 step hessian-tf32 150 "$py" docs/measurements/hessian_tf32.py --data "$cifar" "${tf32[@]}"
-echo "=== e2e: harness run darts space 1 ($(date -u +%T))" | tee -a "$log"
-rm -rf /tmp/e2e
-started=$SECONDS
-timeout 150 "$py" -m harness run --optimizer darts --space 1 --benchmark synthetic --data "$cifar" --out /tmp/e2e \
-    "${e2e[@]}" 2>&1 | stamp >>"$log"
-echo "=== e2e: $((SECONDS - started)) s" | tee -a "$log"
+if wanted e2e; then
+    echo "=== e2e: harness run darts space 1 ($(date -u +%T))" | tee -a "$log"
+    rm -rf /tmp/e2e
+    started=$SECONDS
+    timeout 150 "$py" -m harness run --optimizer darts --space 1 --benchmark synthetic --data "$cifar" --out /tmp/e2e \
+        "${e2e[@]}" 2>&1 | stamp >>"$log"
+    echo "=== e2e: $((SECONDS - started)) s" | tee -a "$log"
+fi
 if [ -n "$old" ]; then
     (cd "$old" && PYTHONPATH=$PWD step bench-old-darts-1 150 "$py" -m harness bench --optimizer darts --space 1 \
         "${steps[@]}" --hessian-methods=lanczos "${size[@]}")
