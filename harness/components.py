@@ -14,6 +14,7 @@ from benchmarks.nasbench1shot1.inference import FoldedNetwork
 from harness.config import RunConfig
 from harness.cuda_graphs import GraphedCall
 from harness.data import SearchData
+from harness.hessian import NCHW_ONLY_METHODS
 
 
 def resolve_device(name: str) -> torch.device:
@@ -27,9 +28,8 @@ def resolve_device(name: str) -> torch.device:
 
 def memory_format(config: RunConfig, device: torch.device) -> torch.memory_format:
     """channels_last on CUDA when asked for (faster cuDNN kernels), else the default layout; also
-    the default layout for the "reverse-over-reverse" Hessian (PyTorch's batched backward pass
-    raises "NYI: querying is_contiguous inside of vmap" on channels-last tensors)."""
-    channels_last = config.channels_last and config.hessian_method != "reverse-over-reverse"
+    the default layout for a Hessian method in `NCHW_ONLY_METHODS`."""
+    channels_last = config.channels_last and config.hessian_method not in NCHW_ONLY_METHODS
     return torch.channels_last if device.type == "cuda" and channels_last else torch.contiguous_format
 
 

@@ -28,6 +28,9 @@ from torch.func import grad, jvp, vmap
 Method = Literal["rows", "lanczos", "forward-over-reverse", "reverse-over-reverse"]
 METHODS: tuple[str, ...] = ("rows", "lanczos", "forward-over-reverse", "reverse-over-reverse")
 FULL_HESSIAN_METHODS: tuple[str, ...] = ("rows", "forward-over-reverse", "reverse-over-reverse")
+NCHW_ONLY_METHODS: tuple[str, ...] = ("reverse-over-reverse",)
+"""Methods whose batched backward pass PyTorch cannot run on channels-last tensors ("NYI:
+querying is_contiguous inside of vmap"): a model they run on keeps the default layout."""
 LANCZOS_TOLERANCE = 1e-4
 """Lanczos's relative accuracy, set by the noise of what it measures: the single-batch eigenvalue
 varies by about 17% (96 images) to 35% (40, the reference's batch) from one search-valid batch to

@@ -10,7 +10,7 @@ def _bench(args: argparse.Namespace) -> int:
     from harness.bench import run_bench
     from harness.commands.run import config_from_args
     from harness.config import SettingError
-    from harness.hessian import METHODS
+    from harness.hessian import METHODS, NCHW_ONLY_METHODS
 
     methods = tuple(m.strip() for m in args.hessian_methods.split(",") if m.strip())
     unknown = [m for m in methods if m not in METHODS]
@@ -24,7 +24,7 @@ def _bench(args: argparse.Namespace) -> int:
             "add --hessian-methods="
         )
     config = config_from_args(args, args.optimizer, args.space, args.seed)
-    if "reverse-over-reverse" in methods:  # NCHW, as a run with that method (`memory_format`)
+    if set(methods) & set(NCHW_ONLY_METHODS):  # the default layout, as a run with such a method
         config = dataclasses.replace(config, channels_last=False)
     from harness.run_log import set_threads
 
