@@ -22,7 +22,15 @@ from torch.utils._pytree import tree_leaves
 import optimizers
 from benchmarks.nasbench1shot1 import get_search_space
 from benchmarks.nasbench1shot1.coefficients import CellCoefficients
-from harness.components import build_model, inference, memory_format, resolve_device, search_data, use_cuda_graphs
+from harness.components import (
+    apply_backend_settings,
+    build_model,
+    inference,
+    memory_format,
+    resolve_device,
+    search_data,
+    use_cuda_graphs,
+)
 from harness.config import RunConfig, optimizer_config
 from harness.cuda_graphs import GraphedStep
 from harness.data import SearchData, ensure_cifar10, read_cifar10_train
@@ -88,24 +96,22 @@ def endless_pairs(data: SearchData) -> Iterator:
         epoch += 1
 
 
-def kernel_profile(
-    optimizer: optimizers.SearchOptimizer, pairs: Iterator, device: torch.device, steps: int = 3, top: int = 15
-) -> str:
-    """The kernels (CUDA) or ops (CPU) of `steps` eager steps, most time first, as text."""
+def kernel_profile(what: str, call: Callable[[], object], device: torch.device, repeats: int = 3, top: int = 15) -> str:
+    """The kernels (CUDA) or ops (CPU) of `repeats` eager calls, most time first, as text."""
     from torch.profiler import ProfilerActivity, profile
 
     activity = ProfilerActivity.CUDA if device.type == "cuda" else ProfilerActivity.CPU
     with profile(activities=[activity]) as prof:
-        for _ in range(steps):
-            optimizer.step(*next(pairs))
+        for _ in range(repeats):
+            call()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     events = [e for e in prof.key_averages() if e.self_device_time_total or activity == ProfilerActivity.CPU]
     own = (lambda e: e.self_device_time_total) if device.type == "cuda" else (lambda e: e.self_cpu_time_total)
-    total = sum(own(e) for e in events) / steps / 1e3
-    lines = [f"eager step profile: {sum(e.count for e in events) / steps:.0f} kernels/ops, {total:.2f} ms per step"]
+    total = sum(own(e) for e in events) / repeats / 1e3
+    lines = [f"{what} profile: {sum(e.count for e in events) / repeats:.0f} kernels/ops, {total:.2f} ms per call"]
     for event in sorted(events, key=own, reverse=True)[:top]:
-        lines.append(f"  {own(event) / steps / 1e3:8.3f} ms {event.count / steps:6.0f}x  {event.key[:100]}")
+        lines.append(f"  {own(event) / repeats / 1e3:8.3f} ms {event.count / repeats:6.0f}x  {event.key[:100]}")
     return "\n".join(lines)
 
 
@@ -230,6 +236,7 @@ def run_bench(
     compile: `torch.compile` the cells first (`compile_cells`); the warm-up steps then include
     the compilation, and their time is reported."""
     device = resolve_device(config.device)
+    apply_backend_settings(config, device)
     torch.manual_seed(config.seed)
     optimizer_class = optimizers.get(config.optimizer)
     options = optimizer_config(config, optimizer_class.Config)
@@ -275,7 +282,7 @@ def run_bench(
     log(f"step (batch pair + search step): {results['step']}")
 
     if profile:
-        log(kernel_profile(optimizer, pairs, device))
+        log(kernel_profile("eager step", lambda: optimizer.step(*next(pairs)), device))
         with OpCounter() as counter:
             optimizer.step(*next(pairs))
         log(describe_ops("one eager step", counter.counts))
@@ -306,6 +313,8 @@ def run_bench(
             products = HessianVectorProducts(objective, params, graphs=False)
             direction = torch.ones_like(products.theta)
             log(describe_ops("one eager Hessian-vector product", dispatched_ops(lambda: products(direction))))
+            if device.type == "cuda":
+                log(kernel_profile("eager Hessian-vector product", lambda: products(direction), device))
     for method in hessian_methods if params else ():
         eigenpairs: list[TopEigenpair] = []
         eigen = _eigenpair_call(eigenpairs, model, objective, params, method, config, use_cuda_graphs(config, device))

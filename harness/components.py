@@ -26,6 +26,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def apply_backend_settings(config: RunConfig, device: torch.device) -> None:
+    """On CUDA, cuDNN's autotuner on or off as `config.cudnn_benchmark` says (process-wide)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = config.cudnn_benchmark
+
+
 def memory_format(config: RunConfig, device: torch.device) -> torch.memory_format:
     """channels_last on CUDA when asked for (faster cuDNN kernels), else the default layout; also
     the default layout for a Hessian method in `NCHW_ONLY_METHODS`."""

@@ -72,7 +72,9 @@ class RunConfig:
     cuda_graphs: on CUDA, replay capturable optimizer steps and the validation forward pass as
     CUDA graphs (same computation); channels_last: on CUDA, NHWC activations (faster cuDNN
     kernels; the same computation), unless hessian_method="reverse-over-reverse", whose batched
-    backward pass PyTorch cannot run on channels-last tensors;
+    backward pass PyTorch cannot run on channels-last tensors; cudnn_benchmark: on CUDA, cuDNN
+    times its algorithms for each new convolution shape and keeps the fastest
+    (`torch.backends.cudnn.benchmark`, as the reference sets it; process-wide);
     optimizer_options: overrides of the optimizer's own Config fields.
     """
 
@@ -102,6 +104,7 @@ class RunConfig:
     cutout_prob: float = 1.0
     cuda_graphs: bool = True
     channels_last: bool = True
+    cudnn_benchmark: bool = True
     plugins: list[str] = field(default_factory=list)
     optimizer_options: dict[str, Any] = field(default_factory=dict)
     variant: str = ""

@@ -14,6 +14,7 @@ IDENTITY_EXCLUDED = (
     "plugins",
     "cuda_graphs",
     "channels_last",
+    "cudnn_benchmark",
     "hessian_method",
     "hessian_tolerance",
     "threads",

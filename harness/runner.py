@@ -25,7 +25,7 @@ from benchmarks.nasbench101 import NASBench101
 from harness.benchmark import load_benchmark
 from harness.checkpoint import config_digest, load_checkpoint, save_checkpoint, set_rng_state
 from harness.cifar10_files import data_fingerprint
-from harness.components import build_model, resolve_device, search_data, use_cuda_graphs
+from harness.components import apply_backend_settings, build_model, resolve_device, search_data, use_cuda_graphs
 from harness.config import RunConfig, SettingError, optimizer_config
 from harness.cuda_graphs import GraphedStep
 from harness.data import SearchData, ensure_cifar10, read_cifar10_train
@@ -177,6 +177,7 @@ class SearchRun:
     def _search(self) -> None:
         epochs = self.config.epochs
         device = resolve_device(self.config.device)
+        apply_backend_settings(self.config, device)
         torch.manual_seed(self.config.seed)
         table = load_benchmark(self.config.benchmark)
         best_test, best_valid = self._space_bests(table)

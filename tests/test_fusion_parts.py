@@ -3,13 +3,16 @@ closed-form double backward, the grouped weighted sums, drop-path masks, the for
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.func import grad, jvp, vmap
 
 from benchmarks.nasbench1shot1 import Mixing, OneShotModel, get_search_space
 from benchmarks.nasbench1shot1.batchnorm import BatchNorm2d
-from benchmarks.nasbench1shot1.groups import GroupLayout, combine_groups
+from benchmarks.nasbench1shot1.groups import GroupLayout, chunked_products, combine_groups
 from benchmarks.nasbench1shot1.ops import drop_path_mask
 from optimizers.base import SearchConfig
 from optimizers.weights import WeightTrainer
@@ -21,24 +24,36 @@ def assert_close(got: torch.Tensor, want: torch.Tensor) -> None:
     torch.testing.assert_close(got, want, atol=TOLERANCE, rtol=TOLERANCE)
 
 
-@pytest.mark.parametrize("affine", [True, False])
-def test_batch_norm_double_backward_equals_pytorchs(affine):
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize(
+    ("affine", "first", "second"),
+    [
+        (True, "x,weight,bias", "x,weight,bias"),  # every incoming gradient of the double backward
+        (False, "x", "x"),
+        (True, "x", "x,weight"),  # a Hessian of the inputs only: no gradient for weight and bias
+        (True, "weight", "x,weight"),  # no gradient for x
+        (True, "x,bias", "x"),
+    ],
+)
+def test_batch_norm_double_backward_equals_pytorchs(affine, first, second, memory_format):
+    """Gradients w.r.t. `first`, their product with a direction differentiated w.r.t. `second`."""
     torch.manual_seed(0)
     bn = BatchNorm2d(3, affine=affine).double()
     if affine:
         with torch.no_grad():
             bn.weight.uniform_(-2, 2)
             bn.bias.uniform_(-1, 1)
-    x = torch.randn(4, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(4, 3, 5, 5, dtype=torch.float64).to(memory_format=memory_format).requires_grad_()
     weights = torch.randn(4, 3, 5, 5, dtype=torch.float64)
-    params = [x, *([bn.weight, bn.bias] if affine else [])]
-    direction = [torch.randn_like(p) for p in params]
+    named = {"x": x, **({"weight": bn.weight, "bias": bn.bias} if affine else {})}
+    firsts, seconds = [named[n] for n in first.split(",")], [named[n] for n in second.split(",")]
+    direction = [torch.randn_like(p) for p in firsts]
     results = []
     for layer in (bn, lambda x: F.batch_norm(x, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)):
-        grads = torch.autograd.grad((torch.tanh(layer(x)) * weights).sum(), params, create_graph=True)
-        products = torch.autograd.grad(sum((g * d).sum() for g, d in zip(grads, direction)), params)
+        grads = torch.autograd.grad((torch.tanh(layer(x)) * weights).sum(), firsts, create_graph=True)
+        products = torch.autograd.grad(sum((g * d).sum() for g, d in zip(grads, direction)), seconds)
         results.append([*grads, *products])
-    for got, want in zip(*results):
+    for got, want in zip(*results, strict=True):
         assert_close(got, want)
 
 
@@ -73,6 +88,54 @@ def test_group_major_groups_are_dense_and_their_sums_are_the_weighted_sums(memor
     got = layout.concatenated(sums)
     assert_close(got, want)
     assert got.is_contiguous(memory_format=memory_format)
+
+
+@pytest.mark.parametrize("elements", [4096 * 3, 96 * 7, 11])  # chunks of 4096, of 32, of 1 element
+def test_chunked_products_are_the_matrix_product(elements):
+    generator = torch.Generator().manual_seed(1)
+    left = torch.randn(3, elements, generator=generator, dtype=torch.float64)
+    right = torch.randn(5, elements, generator=generator, dtype=torch.float64)
+    assert_close(chunked_products(left, right), left @ right.T)
+
+
+def test_weighted_sums_have_the_matrix_products_derivatives_of_every_order():
+    """The first and second derivatives of the sums, by reverse mode, forward mode, vmap and
+    batched gradients (as the Hessian methods take them), against those of a plain product
+    (under torch.func the sums are a plain product; the double backward runs `_GroupSums`)."""
+    generator = torch.Generator().manual_seed(2)
+    coefficients = torch.randn(2, 4, generator=generator, dtype=torch.float64)
+    groups = torch.randn(5, 3, 2, 4, 4, generator=generator, dtype=torch.float64)  # the first 4 are summed
+    directions = torch.randn(3, 2, 4, generator=generator, dtype=torch.float64)
+
+    def loss(sums):  # not quadratic, so that the Hessian depends on the point
+        return torch.sin(sums).square().sum()
+
+    ours = lambda c, x: loss(combine_groups(c, x))  # noqa: E731
+    plain = lambda c, x: loss((c @ x[:4].reshape(4, -1)).reshape(2, *x.shape[1:]))  # noqa: E731
+    for wrt in (0, 1):
+        assert_close(grad(ours, argnums=wrt)(coefficients, groups), grad(plain, argnums=wrt)(coefficients, groups))
+
+    def forward_over_reverse(f, direction):
+        return jvp(lambda c: grad(f)(c, groups), (coefficients,), (direction,))[1]
+
+    assert_close(
+        vmap(partial(forward_over_reverse, ours))(directions), vmap(partial(forward_over_reverse, plain))(directions)
+    )
+
+    def reverse_over_reverse(f):
+        c = coefficients.clone().requires_grad_()
+        x = groups.clone().requires_grad_()
+        (gradient,) = torch.autograd.grad(f(c, x), c, create_graph=True)
+        by_coefficients = torch.autograd.grad(gradient, c, directions, retain_graph=True, is_grads_batched=True)[0]
+        mixed = torch.autograd.grad(gradient, x, directions[0])[0]  # through the groups' gradient as well
+        return by_coefficients, mixed
+
+    for got, want in zip(reverse_over_reverse(ours), reverse_over_reverse(plain), strict=True):
+        assert_close(got, want)
+    c, x = coefficients.clone().requires_grad_(), groups[:4].reshape(4, -1).clone().requires_grad_()
+    sums = lambda c, x: combine_groups(c, x.view(4, 3, 2, 4, 4))  # noqa: E731
+    assert torch.autograd.gradcheck(sums, (c, x))
+    assert torch.autograd.gradgradcheck(sums, (c, x))
 
 
 def test_drop_path_masks_keep_each_sample_with_probability_one_minus_p():

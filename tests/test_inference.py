@@ -85,11 +85,14 @@ def test_folded_network_equals_the_model_in_eval_mode(space_id, memory_format, n
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("graphs", [False, True])
 def test_folded_network_equals_the_model_on_cuda(memory_format, graphs):
+    """In full fp32: with TF32 (cuDNN's default) the channels-last convolutions of the two differ
+    by up to 3e-4 (seen on an H200), which is rounding, not folding."""
     model = trained_model(1).float().cuda().to(memory_format=memory_format)
     mixing = random_mixing(model.space, torch.Generator().manual_seed(1))
     mixing = Mixing.from_weights([w.float().cuda() for w in mixing.weights()])
     images = torch.randn(5, 3, 32, 32, device="cuda").contiguous(memory_format=memory_format)
-    with torch.no_grad():
+    full_fp32 = torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=False)
+    with torch.no_grad(), full_fp32:
         want = model(images, mixing)
         forward = inference(model, mixing, graphs=graphs)
         for _ in range(3):  # eager warm-up, capture, replay

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import optimizers
 from benchmarks.errors import HarnessError, MissingFileError
@@ -266,3 +267,34 @@ def test_a_raised_optimizer_revision_sets_apart_runs_made_before_it(name, option
         assert differences == [] and run_identity(before, optimizer_class) == run_identity(now, optimizer_class)
     else:
         assert len(differences) == 1 and differences[0].startswith("optimizer_revision: 1 -> 2")
+
+
+@pytest.mark.parametrize("setting", ["cuda_graphs", "channels_last", "cudnn_benchmark"])
+def test_how_a_run_computes_is_not_part_of_its_identity(setting):
+    """Settings that change how (not what) is computed may differ between a run and its resumption."""
+    import optimizers
+    from harness.config import make_config
+    from harness.identity import resolved_config, run_identity
+
+    optimizer_class = optimizers.get("darts")
+    default = make_config("darts", 1)
+    flipped = make_config("darts", 1, **{setting: not getattr(default, setting)})
+    identities = [run_identity(resolved_config(c, optimizer_class), optimizer_class) for c in (default, flipped)]
+    assert identities[0] == identities[1]
+
+
+def test_cudnn_benchmark_follows_the_run_on_cuda_only():
+    from harness.components import apply_backend_settings
+    from harness.config import make_config
+
+    before = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = False
+        apply_backend_settings(make_config("darts", 1), torch.device("cpu"))
+        assert torch.backends.cudnn.benchmark is False
+        apply_backend_settings(make_config("darts", 1), torch.device("cuda"))
+        assert torch.backends.cudnn.benchmark is True
+        apply_backend_settings(make_config("darts", 1, cudnn_benchmark=False), torch.device("cuda"))
+        assert torch.backends.cudnn.benchmark is False
+    finally:
+        torch.backends.cudnn.benchmark = before

@@ -4,7 +4,7 @@
 first derivatives: one `native_batch_norm` forward and one `native_batch_norm_backward`). Only
 when its backward is itself differentiated (a double backward, as in a Hessian-vector product)
 does it differ: PyTorch's generic `batchnorm_double_backward` dispatches about 95 operators per
-layer, the closed form below about 25. Per channel, over its N = B * H * W values, with
+layer, the closed form below 12, seven passes over the activations. Per channel, over its N = B * H * W values, with
 x_hat = (x - mean) * inv (inv = 1 / sqrt(var + eps), biased variance) and the first backward
 
     gx = gamma * inv * A,  A = gy - mean(gy) - x_hat * mean(gy * x_hat),
@@ -28,8 +28,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-_DIMS = (0, 2, 3)
 
 
 def _channel(v: Tensor) -> Tensor:
@@ -75,46 +73,65 @@ class _BatchNormTrain(torch.autograd.Function):
 class _BatchNormBackward(torch.autograd.Function):
     """(gy, x, weight) -> (gx, g_weight, g_bias) of batch-statistics BatchNorm, with the closed-form
     products of its derivatives (module docstring). mean and invstd (C,) are the forward's
-    statistics of x, constants here (their dependence on x is in the formulas)."""
+    statistics of x, constants here (their dependence on x is in the formulas).
+
+    With T = gamma * inv * t (`native_batch_norm_backward` of ggx, which also sums ggx * x_hat)
+    and G = gx (this function's output), d/d x is -inv * (m * T + q * G) - p * gamma * inv^2 *
+    x_hat, so a product takes three reductions and four multiply-adds over the activations; the
+    per-channel factors that do not depend on ggx are computed once, here in the forward."""
 
     @staticmethod
     def forward(
         ctx: Any, gy: Tensor, x: Tensor, weight: Tensor | None, mean: Tensor, invstd: Tensor, eps: float
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        affine = weight is not None
-        gx, g_weight, g_bias = torch.ops.aten.native_batch_norm_backward(
-            gy, x, weight, None, None, mean, invstd, True, eps, [True, affine, affine]
+        gx, sum_gy_xhat, sum_gy = torch.ops.aten.native_batch_norm_backward(
+            gy, x, weight, None, None, mean, invstd, True, eps, [True, True, True]
         )
-        ctx.save_for_backward(gy, x, weight, mean, invstd)
-        return gx, g_weight, g_bias
+        count = x.numel() // x.shape[1]
+        m, mean_gy = sum_gy_xhat / count, sum_gy / count
+        gamma = invstd if weight is None else weight * invstd  # gamma * inv
+        x_factor = gamma * invstd.square()  # gamma * inv^3: d/d x's factor of p * (x - mean)
+        factors = torch.stack([-invstd * m, -invstd, -x_factor, x_factor * mean, invstd * count, torch.ones_like(m)])
+        ctx.save_for_backward(gy, x, weight, mean, invstd, gx, m, mean_gy, factors)
+        ctx.eps, ctx.count = eps, count
+        if weight is None:
+            return gx, None, None
+        return gx, sum_gy_xhat, sum_gy
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(
         ctx: Any, ggx: Tensor | None, gg_weight: Tensor | None, gg_bias: Tensor | None
     ) -> tuple[Tensor | None, ...]:
-        gy, x, weight, mean, invstd = ctx.saved_tensors
-        count = x.numel() // x.shape[1]
-        inv = _channel(invstd)
-        x_hat = (x - _channel(mean)) * inv
-        gamma = inv if weight is None else _channel(weight) * inv  # gamma * inv
-        m = (gy * x_hat).mean(_DIMS, keepdim=True)
-        centred_gy = gy - gy.mean(_DIMS, keepdim=True)
-        a = torch.addcmul(centred_gy, x_hat, m, value=-1.0)  # A
+        gy, x, weight, mean, invstd, gx, m, mean_gy, factors = ctx.saved_tensors
+        minus_inv_m, minus_inv, minus_x_factor, x_factor_mean, inv_count, ones = factors
         g_gy = g_x = g_weight = None
         if ggx is not None:
-            q = (ggx * x_hat).mean(_DIMS, keepdim=True)
-            p = (ggx * a).mean(_DIMS, keepdim=True)
-            t = torch.addcmul(ggx - ggx.mean(_DIMS, keepdim=True), x_hat, q, value=-1.0)
-            g_gy = gamma * t
-            inner = torch.addcmul(torch.addcmul(m * t, x_hat, p), a, q)  # x_hat p + m t + A q
-            g_x = -(gamma * inv) * inner
+            t_scaled, sum_ggx_xhat, _ = torch.ops.aten.native_batch_norm_backward(
+                ggx, x, weight, None, None, mean, invstd, True, ctx.eps, [True, True, False]
+            )
+            _, sum_ggx_centred_gy, _ = torch.ops.aten.native_batch_norm_backward(
+                ggx, gy, None, None, None, mean_gy, ones, True, ctx.eps, [False, True, False]
+            )
+            q = sum_ggx_xhat / ctx.count
+            p = torch.addcmul(sum_ggx_centred_gy / ctx.count, m, q, value=-1.0)  # mean(ggx * A)
+            g_gy = t_scaled
+            if ctx.needs_input_grad[1]:
+                g_x = torch.addcmul(_channel(p * x_factor_mean), x, _channel(p * minus_x_factor))
+                g_x = torch.addcmul(g_x, t_scaled, _channel(minus_inv_m))
+                g_x = torch.addcmul(g_x, gx, _channel(minus_inv * q))
             if weight is not None and ctx.needs_input_grad[2]:
-                g_weight = (p * inv).view(-1) * count
+                g_weight = p * inv_count
         if gg_weight is not None:
-            g_gy = _accumulate(g_gy, x_hat * _channel(gg_weight))
-            g_x = _accumulate(g_x, a * (inv * _channel(gg_weight)))
-        if gg_bias is not None:
+            scale = gg_weight * invstd
+            if ctx.needs_input_grad[1]:  # + gg_weight * inv * A, A = gy - mean(gy) - (x - mean) * inv * m
+                x_slope = scale * m * invstd
+                extra = torch.addcmul(_channel(x_slope * mean - scale * mean_gy), gy, _channel(scale))
+                g_x = _accumulate(g_x, torch.addcmul(extra, x, _channel(x_slope), value=-1.0))
+            # + gg_weight * x_hat (+ gg_bias below)
+            offset = -scale * mean if gg_bias is None else gg_bias - scale * mean
+            g_gy = _accumulate(g_gy, torch.addcmul(_channel(offset), x, _channel(scale)))
+        elif gg_bias is not None:
             g_gy = _accumulate(g_gy, _channel(gg_bias).expand_as(gy))
         return g_gy, g_x, g_weight, None, None, None
 
