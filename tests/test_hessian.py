@@ -225,3 +225,35 @@ def test_the_channels_last_layout_gives_the_vmapped_hessians_and_reverse_over_re
             hessians.append(hessian(objective, alphas, method, graphs=False))
     for other in hessians[1:]:
         torch.testing.assert_close(other, hessians[0], atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_hessian_on_cuda_in_fp32_channels_last_equals_float64_on_the_cpu():
+    """The GPU's Hessian path (channels-last, fp32, `hessian_mode`: full fp32, graphed products,
+    the closed-form BatchNorm double backward, `_GroupSums`) against float64 on the CPU."""
+    from benchmarks.nasbench1shot1 import Mixing
+
+    torch.manual_seed(0)
+    space = get_search_space(1)
+    reference = OneShotModel(space, channels=8, cells=3).double()
+    images, labels = torch.randn(8, 3, 16, 16, dtype=torch.float64), torch.arange(8)
+    alphas = [0.5 * torch.randn(shape, dtype=torch.float64) for shape in space.alpha_shapes]
+    hessians = []
+    for device, dtype, layout, graphs in [
+        ("cpu", torch.float64, torch.contiguous_format, False),
+        ("cuda", torch.float32, torch.channels_last, True),
+    ]:
+        model = OneShotModel(space, channels=8, cells=3)
+        model.load_state_dict(reference.state_dict())
+        model = model.to(device=device, dtype=dtype, memory_format=layout)
+        x = images.to(device, dtype).contiguous(memory_format=layout)
+
+        def objective(a, model=model, x=x, device=device):
+            mixing = Mixing.from_weights([t.softmax(dim=-1) for t in a])
+            return torch.nn.functional.cross_entropy(model(x, mixing), labels.to(device))
+
+        with hessian_mode(model):
+            params = [a.to(device, dtype) for a in alphas]
+            hessians.append(hessian(objective, params, "rows", graphs=graphs).cpu().double())
+    cpu, cuda = hessians  # fp32 on the CPU: within 2e-6; cuDNN's fp32 kernels round differently
+    assert ((cuda - cpu).norm() / cpu.norm()) < 2e-3

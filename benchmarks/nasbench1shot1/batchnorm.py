@@ -4,8 +4,9 @@
 first derivatives: one `native_batch_norm` forward and one `native_batch_norm_backward`). Only
 when its backward is itself differentiated (a double backward, as in a Hessian-vector product)
 does it differ: PyTorch's generic `batchnorm_double_backward` dispatches about 95 operators per
-layer, the closed form below 12, seven passes over the activations. Per channel, over its N = B * H * W values, with
-x_hat = (x - mean) * inv (inv = 1 / sqrt(var + eps), biased variance) and the first backward
+layer, the closed form below 12 (seven passes over the activations). Per channel, over its
+N = B * H * W values, with x_hat = (x - mean) * inv (inv = 1 / sqrt(var + eps), biased
+variance) and the first backward
 
     gx = gamma * inv * A,  A = gy - mean(gy) - x_hat * mean(gy * x_hat),
     g_gamma = sum(gy * x_hat),  g_beta = sum(gy),

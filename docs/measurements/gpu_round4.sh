@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Round 4 of issue #15 on one GPU, in one device call (docs/performance.md, "Round 4").
+#
+#   bash docs/measurements/gpu_round4.sh OUTDIR SHARED BEFORE_TREE
+#
+# SHARED: the folder holding data/cifar10-jpeg.tar.gz and tools/prepare_cifar10.py; BEFORE_TREE:
+# a checkout of the code before round 4 (e.g. a `git archive` of d9e1aed), timed beside this one.
+# Steps run most important first, each under its own limit, and none starts after DEADLINE
+# seconds (default 380); everything goes to OUTDIR/gpu.log. SMOKE=1 runs it at toy sizes on the CPU.
+set -u
+out=${1:?OUTDIR}
+shared=${2:?SHARED}
+before=$(cd "${3:?BEFORE_TREE}" && pwd)
+mkdir -p "$out"
+log="$(cd "$out" && pwd)/gpu.log"
+py=${PYTHON:-python3}
+deadline=${DEADLINE:-380}
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+variants=("$py" "$PWD/docs/measurements/gpu_variants.py")
+if [ "${SMOKE:-0}" = 1 ]; then
+    size=(--device cpu --set channels=4 --set cells=3 --set batch_size=16)
+    steps=(--steps 2 --warmup 1)
+    e2e=(--device cpu --set channels=4 --set cells=3 --set data_limit=2000 --epochs 1)
+    limit="--limit 3000"
+    device=cpu
+else
+    size=()
+    steps=(--steps 30 --warmup 5)
+    e2e=(--epochs 3)
+    limit=""
+    device=cuda
+fi
+darts() { echo bench --optimizer darts --space "$1" "${steps[@]}" --hessian-methods=lanczos "${size[@]}"; }
+adv=(bench --optimizer sdarts-adv --space 1 "${steps[@]}" --hessian-methods= "${size[@]}")
+run=(run --optimizer darts --space 1 --benchmark synthetic --data /tmp/cifar-full "${e2e[@]}")
+
+step() {  # step NAME SECONDS COMMAND...: run under min(SECONDS, time left), into the log
+    local name=$1 seconds=$2
+    shift 2
+    local left=$((deadline - SECONDS))
+    if [ "$left" -lt 15 ]; then
+        echo "=== $name: skipped (deadline)" | tee -a "$log"
+        return
+    fi
+    [ "$seconds" -gt "$left" ] && seconds=$left
+    echo "=== $name: $* ($(date -u +%T))" | tee -a "$log"
+    local started=$SECONDS
+    timeout "$seconds" "$@" 2>&1 | stamp >>"$log"
+    echo "=== $name: exit ${PIPESTATUS[0]}, $((SECONDS - started)) s" | tee -a "$log"
+}
+
+stamp() {  # each line (progress bars left out) prefixed with the seconds since the step began
+    "$py" -u -c "
+import sys, time
+t = time.time()
+for line in sys.stdin:
+    for part in line.rstrip().split(chr(13)):
+        if part.strip() and '%|' not in part:
+            print(f'{time.time() - t:7.2f} {part}', flush=True)
+"
+}
+
+{ nvidia-smi -L; "$py" -c "import torch; print('torch', torch.__version__, torch.version.cuda)"; } >>"$log" 2>&1
+[ "$device" = cuda ] && step cuda-tests 90 "$py" -m pytest -q -p no:cacheprovider tests/test_inference.py \
+    tests/test_fusion.py tests/test_oneshot_model.py tests/test_fast_paths.py tests/test_hessian.py -k "cuda or graphed"
+step pool-3d-check 30 "${variants[@]}" check-pool-3d "$device"
+# shellcheck disable=SC2046  # darts N prints the words of a bench command
+step now-darts-1 60 "${variants[@]}" now --top 40 $(darts 1) --profile
+step pool-3d-darts-1 45 "${variants[@]}" pool-3d $(darts 1)
+(cd "$before" && PYTHONPATH=$before step before-darts-1 45 "$py" -m harness $(darts 1))
+step now-darts-3 45 "${variants[@]}" now $(darts 3)
+step now-sdarts-adv-1 45 "${variants[@]}" now "${adv[@]}"
+step cifar 60 "$py" "$shared/tools/prepare_cifar10.py" /tmp/cifar-full $limit
+rm -rf /tmp/e2e-now /tmp/e2e-pool-3d
+step now-e2e 80 "${variants[@]}" now "${run[@]}" --out /tmp/e2e-now
+step pool-3d-darts-3 45 "${variants[@]}" pool-3d $(darts 3)
+step pool-3d-sdarts-adv-1 45 "${variants[@]}" pool-3d "${adv[@]}"
+step pool-3d-e2e 80 "${variants[@]}" pool-3d "${run[@]}" --out /tmp/e2e-pool-3d
+step now-darts-1-no-autotune 45 "${variants[@]}" now $(darts 1) --set cudnn_benchmark=false
+echo "=== done ($(date -u +%T), $SECONDS s)" | tee -a "$log"

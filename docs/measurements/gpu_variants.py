@@ -1,0 +1,105 @@
+"""A harness command (`bench`, `run`) with kernel-level alternatives switched on: an A/B on one
+GPU, each variant in its own process (the switches are process-wide).
+
+Variants (join several with '+', e.g. "cudnn-benchmark+pool-3d"):
+
+* "now": the code as it is;
+* "plain-mm": the weighted sums' coefficient gradient as the plain matrix product grad @ groups.T
+  (one reduction over all B*C*H*W elements) instead of `groups.chunked_products`;
+* "cudnn-benchmark": `torch.backends.cudnn.benchmark = True`, for trees older than the
+  `cudnn_benchmark` setting (which a run applies itself; `--set cudnn_benchmark=false` turns it off);
+* "pool-nchw": the 3x3 max-pool of a channels-last group run on an NCHW copy (the NHWC kernels
+  of max_pool2d and its backward are slow for few channels); same values;
+* "pool-3d": the same max-pool of a channels-last group (B, H, W, C) as a (3, 3, 1) max_pool3d of
+  the dense (B, 1, H, W, C) tensor: no copy, the contiguous kernels, the same values and
+  gradients (ties included: both take the first maximum in the same scan order).
+
+    PYTHONPATH=. python docs/measurements/gpu_variants.py VARIANT [--top N] VERB ARGUMENTS...
+    PYTHONPATH=. python docs/measurements/gpu_variants.py check-pool-3d [DEVICE]
+
+e.g. `... gpu_variants.py pool-3d bench --optimizer darts --space 1 --steps 30 --warmup 5
+--hessian-methods=lanczos --profile`: `python -m harness VERB ARGUMENTS` after the variant is
+switched on; --top N lists N kernels per profile of `bench --profile` (default 15).
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+import harness.bench
+from benchmarks.nasbench1shot1 import groups, model, ops
+from harness.cli import main as main_cli
+
+
+class _PlainProduct(torch.autograd.Function):
+    """coefficients @ matrix with autograd's own gradients (torch.mm's backward)."""
+
+    @staticmethod
+    def apply(coefficients: Tensor, matrix: Tensor) -> Tensor:
+        return torch.mm(coefficients, matrix)
+
+
+def pool_nchw(x: Tensor) -> Tensor:
+    return F.max_pool2d(x.contiguous(), 3, stride=1, padding=1)
+
+
+def pool_3d(x: Tensor) -> Tensor:
+    if not (x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()):
+        return F.max_pool2d(x, 3, stride=1, padding=1)
+    stored = x.permute(0, 2, 3, 1)[:, None]  # (B, 1, H, W, C), dense
+    return F.max_pool3d(stored, (3, 3, 1), stride=1, padding=(1, 1, 0))[:, 0].permute(0, 3, 1, 2)
+
+
+def switch_on(variant: str) -> None:
+    for part in variant.split("+"):
+        if part == "plain-mm":
+            groups._GroupSums = _PlainProduct
+        elif part == "cudnn-benchmark":
+            torch.backends.cudnn.benchmark = True
+        elif part == "pool-nchw":
+            ops.max_pool = model.max_pool = pool_nchw
+        elif part == "pool-3d":
+            ops.max_pool = model.max_pool = pool_3d
+        elif part != "now":
+            raise SystemExit(f"unknown variant part {part!r}")
+
+
+def check_pool_3d(device: str) -> str:
+    """pool_3d against max_pool2d on a channels-last batch with many ties: the largest differences
+    of the values and of the gradients (0 and 0 where both take the same maxima)."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 16, 32, 32, generator=generator).relu().round(decimals=1)
+    x = x.to(device).contiguous(memory_format=torch.channels_last).requires_grad_()
+    weights = torch.randn(8, 16, 32, 32, generator=generator).to(device)
+    results = []
+    for pool in (lambda x: F.max_pool2d(x, 3, stride=1, padding=1), pool_3d):
+        out = pool(x)
+        results.append((out, torch.autograd.grad((out * weights).sum(), x)[0]))
+    (a, ga), (b, gb) = results
+    return f"pool-3d on {device}: values differ by {(a - b).abs().max():.3g}, gradients by {(ga - gb).abs().max():.3g}"
+
+
+def main() -> int:
+    variant, *rest = sys.argv[1:] or ["--help"]
+    if variant in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    if variant == "check-pool-3d":
+        print(check_pool_3d(rest[0] if rest else "cuda"))
+        return 0
+    top = 15
+    if rest[:1] == ["--top"]:
+        top, rest = int(rest[1]), rest[2:]
+    switch_on(variant)
+    harness.bench.kernel_profile = partial(harness.bench.kernel_profile, top=top)
+    print(f"variant {variant}", flush=True)
+    return main_cli(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
