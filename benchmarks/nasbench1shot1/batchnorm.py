@@ -85,14 +85,15 @@ class _BatchNormBackward(torch.autograd.Function):
     def forward(
         ctx: Any, gy: Tensor, x: Tensor, weight: Tensor | None, mean: Tensor, invstd: Tensor, eps: float
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        ones = torch.ones_like(invstd)  # a weight of ones where there is none: CUDA's kernel needs one to sum
         gx, sum_gy_xhat, sum_gy = torch.ops.aten.native_batch_norm_backward(
-            gy, x, weight, None, None, mean, invstd, True, eps, [True, True, True]
+            gy, x, ones if weight is None else weight, None, None, mean, invstd, True, eps, [True, True, True]
         )
         count = x.numel() // x.shape[1]
         m, mean_gy = sum_gy_xhat / count, sum_gy / count
         gamma = invstd if weight is None else weight * invstd  # gamma * inv
         x_factor = gamma * invstd.square()  # gamma * inv^3: d/d x's factor of p * (x - mean)
-        factors = torch.stack([-invstd * m, -invstd, -x_factor, x_factor * mean, invstd * count, torch.ones_like(m)])
+        factors = torch.stack([-invstd * m, -invstd, -x_factor, x_factor * mean, invstd * count, ones])
         ctx.save_for_backward(gy, x, weight, mean, invstd, gx, m, mean_gy, factors)
         ctx.eps, ctx.count = eps, count
         if weight is None:
@@ -109,10 +110,10 @@ class _BatchNormBackward(torch.autograd.Function):
         g_gy = g_x = g_weight = None
         if ggx is not None:
             t_scaled, sum_ggx_xhat, _ = torch.ops.aten.native_batch_norm_backward(
-                ggx, x, weight, None, None, mean, invstd, True, ctx.eps, [True, True, False]
+                ggx, x, ones if weight is None else weight, None, None, mean, invstd, True, ctx.eps, [True, True, False]
             )
             _, sum_ggx_centred_gy, _ = torch.ops.aten.native_batch_norm_backward(
-                ggx, gy, None, None, None, mean_gy, ones, True, ctx.eps, [False, True, False]
+                ggx, gy, ones, None, None, mean_gy, ones, True, ctx.eps, [False, True, False]
             )
             q = sum_ggx_xhat / ctx.count
             p = torch.addcmul(sum_ggx_centred_gy / ctx.count, m, q, value=-1.0)  # mean(ggx * A)
