@@ -13,7 +13,7 @@ from torch.func import grad, jvp, vmap
 from benchmarks.nasbench1shot1 import Mixing, OneShotModel, get_search_space
 from benchmarks.nasbench1shot1.batchnorm import BatchNorm2d
 from benchmarks.nasbench1shot1.groups import GroupLayout, chunked_products, combine_groups
-from benchmarks.nasbench1shot1.ops import drop_path_mask
+from benchmarks.nasbench1shot1.ops import drop_path_mask, max_pool
 from optimizers.base import SearchConfig
 from optimizers.weights import WeightTrainer
 
@@ -98,20 +98,21 @@ def test_chunked_products_are_the_matrix_product(elements):
     assert_close(chunked_products(left, right), left @ right.T)
 
 
-def test_weighted_sums_have_the_matrix_products_derivatives_of_every_order():
+@pytest.mark.parametrize("rows", [1, 2])  # a node's input (k = 1), a cell's output (k > 1: chunked)
+def test_weighted_sums_have_the_matrix_products_derivatives_of_every_order(rows):
     """The first and second derivatives of the sums, by reverse mode, forward mode, vmap and
     batched gradients (as the Hessian methods take them), against those of a plain product
     (under torch.func the sums are a plain product; the double backward runs `_GroupSums`)."""
     generator = torch.Generator().manual_seed(2)
-    coefficients = torch.randn(2, 4, generator=generator, dtype=torch.float64)
+    coefficients = torch.randn(rows, 4, generator=generator, dtype=torch.float64)
     groups = torch.randn(5, 3, 2, 4, 4, generator=generator, dtype=torch.float64)  # the first 4 are summed
-    directions = torch.randn(3, 2, 4, generator=generator, dtype=torch.float64)
+    directions = torch.randn(3, rows, 4, generator=generator, dtype=torch.float64)
 
     def loss(sums):  # not quadratic, so that the Hessian depends on the point
         return torch.sin(sums).square().sum()
 
     ours = lambda c, x: loss(combine_groups(c, x))  # noqa: E731
-    plain = lambda c, x: loss((c @ x[:4].reshape(4, -1)).reshape(2, *x.shape[1:]))  # noqa: E731
+    plain = lambda c, x: loss((c @ x[:4].reshape(4, -1)).reshape(rows, *x.shape[1:]))  # noqa: E731
     for wrt in (0, 1):
         assert_close(grad(ours, argnums=wrt)(coefficients, groups), grad(plain, argnums=wrt)(coefficients, groups))
 
@@ -136,6 +137,34 @@ def test_weighted_sums_have_the_matrix_products_derivatives_of_every_order():
     sums = lambda c, x: combine_groups(c, x.view(4, 3, 2, 4, 4))  # noqa: E731
     assert torch.autograd.gradcheck(sums, (c, x))
     assert torch.autograd.gradgradcheck(sums, (c, x))
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_channels_last_max_pool_is_max_pool2d_ties_included(deterministic):
+    """Channels-last inputs pool as a max_pool3d of their storage, unless deterministic
+    algorithms are on (its CUDA backward uses atomics): the same values and gradients."""
+    from harness.bench import OpCounter
+
+    generator = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 5, 7, 6, generator=generator, dtype=torch.float64).relu().round(decimals=1)  # ties
+    weights = torch.randn(3, 5, 7, 6, generator=generator, dtype=torch.float64)
+    results = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        inputs = x.contiguous(memory_format=layout).requires_grad_()
+        before = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(deterministic)
+        try:
+            with OpCounter() as counter:
+                pooled = max_pool(inputs)
+                results.append((pooled, torch.autograd.grad((pooled * weights).sum(), inputs)[0]))
+        finally:
+            torch.use_deterministic_algorithms(before)
+        assert pooled.is_contiguous(memory_format=layout)
+        three_d = layout == torch.channels_last and not deterministic
+        assert counter.counts["max_pool3d_with_indices"] == three_d
+        assert counter.counts["max_pool2d_with_indices"] == (not three_d)
+    (want, want_grad), (got, got_grad) = results
+    assert torch.equal(got, want) and torch.equal(got_grad, want_grad)
 
 
 def test_drop_path_masks_keep_each_sample_with_probability_one_minus_p():

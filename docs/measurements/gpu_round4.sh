@@ -7,6 +7,8 @@
 # a checkout of the code before round 4 (e.g. a `git archive` of d9e1aed), timed beside this one.
 # Steps run most important first, each under its own limit, and none starts after DEADLINE
 # seconds (default 380); everything goes to OUTDIR/gpu.log. SMOKE=1 runs it at toy sizes on the CPU.
+# (In the session that measured round 4, max_pool3d was the variant "pool-3d" and the code's
+# max-pool max_pool2d; the code now has the 3-d form, and "pool-2d" is the comparison.)
 set -u
 out=${1:?OUTDIR}
 shared=${2:?SHARED}
@@ -66,15 +68,15 @@ for line in sys.stdin:
 step pool-3d-check 30 "${variants[@]}" check-pool-3d "$device"
 # shellcheck disable=SC2046  # darts N prints the words of a bench command
 step now-darts-1 60 "${variants[@]}" now --top 40 $(darts 1) --profile
-step pool-3d-darts-1 45 "${variants[@]}" pool-3d $(darts 1)
+step pool-2d-darts-1 45 "${variants[@]}" pool-2d $(darts 1)
 (cd "$before" && PYTHONPATH=$before step before-darts-1 45 "$py" -m harness $(darts 1))
 step now-darts-3 45 "${variants[@]}" now $(darts 3)
 step now-sdarts-adv-1 45 "${variants[@]}" now "${adv[@]}"
 step cifar 60 "$py" "$shared/tools/prepare_cifar10.py" /tmp/cifar-full $limit
-rm -rf /tmp/e2e-now /tmp/e2e-pool-3d
+rm -rf /tmp/e2e-now /tmp/e2e-pool-2d
 step now-e2e 80 "${variants[@]}" now "${run[@]}" --out /tmp/e2e-now
-step pool-3d-darts-3 45 "${variants[@]}" pool-3d $(darts 3)
-step pool-3d-sdarts-adv-1 45 "${variants[@]}" pool-3d "${adv[@]}"
-step pool-3d-e2e 80 "${variants[@]}" pool-3d "${run[@]}" --out /tmp/e2e-pool-3d
+step pool-2d-darts-3 45 "${variants[@]}" pool-2d $(darts 3)
+step pool-2d-sdarts-adv-1 45 "${variants[@]}" pool-2d "${adv[@]}"
+step pool-2d-e2e 80 "${variants[@]}" pool-2d "${run[@]}" --out /tmp/e2e-pool-2d
 step now-darts-1-no-autotune 45 "${variants[@]}" now $(darts 1) --set cudnn_benchmark=false
 echo "=== done ($(date -u +%T), $SECONDS s)" | tee -a "$log"

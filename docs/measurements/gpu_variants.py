@@ -1,7 +1,7 @@
 """A harness command (`bench`, `run`) with kernel-level alternatives switched on: an A/B on one
 GPU, each variant in its own process (the switches are process-wide).
 
-Variants (join several with '+', e.g. "cudnn-benchmark+pool-3d"):
+Variants (join several with '+', e.g. "cudnn-benchmark+pool-2d"):
 
 * "now": the code as it is;
 * "plain-mm": the weighted sums' coefficient gradient as the plain matrix product grad @ groups.T
@@ -10,14 +10,15 @@ Variants (join several with '+', e.g. "cudnn-benchmark+pool-3d"):
   `cudnn_benchmark` setting (which a run applies itself; `--set cudnn_benchmark=false` turns it off);
 * "pool-nchw": the 3x3 max-pool of a channels-last group run on an NCHW copy (the NHWC kernels
   of max_pool2d and its backward are slow for few channels); same values;
-* "pool-3d": the same max-pool of a channels-last group (B, H, W, C) as a (3, 3, 1) max_pool3d of
-  the dense (B, 1, H, W, C) tensor: no copy, the contiguous kernels, the same values and
-  gradients (ties included: both take the first maximum in the same scan order).
+* "pool-2d": the 3x3 max-pool of a channels-last group through max_pool2d's NHWC kernels, as
+  before round 4 (`ops.max_pool` now runs it as a (3, 3, 1) max_pool3d of the dense
+  (B, 1, H, W, C) storage; the round-4 figures of that form came from this script's variant
+  "pool-3d", the same function).
 
     PYTHONPATH=. python docs/measurements/gpu_variants.py VARIANT [--top N] VERB ARGUMENTS...
     PYTHONPATH=. python docs/measurements/gpu_variants.py check-pool-3d [DEVICE]
 
-e.g. `... gpu_variants.py pool-3d bench --optimizer darts --space 1 --steps 30 --warmup 5
+e.g. `... gpu_variants.py pool-2d bench --optimizer darts --space 1 --steps 30 --warmup 5
 --hessian-methods=lanczos --profile`: `python -m harness VERB ARGUMENTS` after the variant is
 switched on; --top N lists N kernels per profile of `bench --profile` (default 15).
 """
@@ -48,11 +49,8 @@ def pool_nchw(x: Tensor) -> Tensor:
     return F.max_pool2d(x.contiguous(), 3, stride=1, padding=1)
 
 
-def pool_3d(x: Tensor) -> Tensor:
-    if not (x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()):
-        return F.max_pool2d(x, 3, stride=1, padding=1)
-    stored = x.permute(0, 2, 3, 1)[:, None]  # (B, 1, H, W, C), dense
-    return F.max_pool3d(stored, (3, 3, 1), stride=1, padding=(1, 1, 0))[:, 0].permute(0, 3, 1, 2)
+def pool_2d(x: Tensor) -> Tensor:
+    return F.max_pool2d(x, 3, stride=1, padding=1)
 
 
 def switch_on(variant: str) -> None:
@@ -63,21 +61,21 @@ def switch_on(variant: str) -> None:
             torch.backends.cudnn.benchmark = True
         elif part == "pool-nchw":
             ops.max_pool = model.max_pool = pool_nchw
-        elif part == "pool-3d":
-            ops.max_pool = model.max_pool = pool_3d
+        elif part == "pool-2d":
+            ops.max_pool = model.max_pool = pool_2d
         elif part != "now":
             raise SystemExit(f"unknown variant part {part!r}")
 
 
 def check_pool_3d(device: str) -> str:
-    """pool_3d against max_pool2d on a channels-last batch with many ties: the largest differences
-    of the values and of the gradients (0 and 0 where both take the same maxima)."""
+    """`ops.max_pool` (a max_pool3d for channels-last inputs) against max_pool2d on a channels-last
+    batch with many ties: the largest differences of the values and of the gradients."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(8, 16, 32, 32, generator=generator).relu().round(decimals=1)
     x = x.to(device).contiguous(memory_format=torch.channels_last).requires_grad_()
     weights = torch.randn(8, 16, 32, 32, generator=generator).to(device)
     results = []
-    for pool in (lambda x: F.max_pool2d(x, 3, stride=1, padding=1), pool_3d):
+    for pool in (pool_2d, ops.max_pool):
         out = pool(x)
         results.append((out, torch.autograd.grad((out * weights).sum(), x)[0]))
     (a, ga), (b, gb) = results
