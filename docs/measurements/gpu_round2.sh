@@ -59,16 +59,8 @@ run_step() {  # run_step NAME SECONDS COMMAND...: run under a time limit, everyt
     echo "=== $name: exit $?, $((SECONDS - started)) s" | tee -a "$log"
 }
 
-stamp() {  # each line (progress bars left out) prefixed with the seconds since the step began
-    "$py" -u -c "
-import sys, time
-t = time.time()
-for line in sys.stdin:
-    for part in line.rstrip().split(chr(13)):
-        if part.strip() and '%|' not in part:
-            print(f'{time.time() - t:7.2f} {part}', flush=True)
-"
-}
+# shellcheck source=docs/measurements/stamp.sh
+source "$(dirname "$0")/stamp.sh"
 
 compile_bench=(bench --optimizer darts --space 1 "${steps[@]}" --hessian-methods= --compile "${size[@]}")
 if [ -n "${ONLY:-}" ] && wanted compile-background; then

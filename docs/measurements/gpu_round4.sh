@@ -51,16 +51,8 @@ step() {  # step NAME SECONDS COMMAND...: run under min(SECONDS, time left), int
     echo "=== $name: exit ${PIPESTATUS[0]}, $((SECONDS - started)) s" | tee -a "$log"
 }
 
-stamp() {  # each line (progress bars left out) prefixed with the seconds since the step began
-    "$py" -u -c "
-import sys, time
-t = time.time()
-for line in sys.stdin:
-    for part in line.rstrip().split(chr(13)):
-        if part.strip() and '%|' not in part:
-            print(f'{time.time() - t:7.2f} {part}', flush=True)
-"
-}
+# shellcheck source=docs/measurements/stamp.sh
+source "$(dirname "$0")/stamp.sh"
 
 { nvidia-smi -L; "$py" -c "import torch; print('torch', torch.__version__, torch.version.cuda)"; } >>"$log" 2>&1
 [ "$device" = cuda ] && step cuda-tests 90 "$py" -m pytest -q -p no:cacheprovider tests/test_inference.py \
