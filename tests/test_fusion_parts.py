@@ -12,6 +12,7 @@ from torch.func import grad, jvp, vmap
 
 from benchmarks.nasbench1shot1 import Mixing, OneShotModel, get_search_space
 from benchmarks.nasbench1shot1.batchnorm import BatchNorm2d
+from benchmarks.nasbench1shot1.conv import conv2d
 from benchmarks.nasbench1shot1.groups import GroupLayout, chunked_products, combine_groups
 from benchmarks.nasbench1shot1.ops import drop_path_mask, max_pool
 from optimizers.base import SearchConfig
@@ -165,6 +166,45 @@ def test_channels_last_max_pool_is_max_pool2d_ties_included(deterministic):
         assert counter.counts["max_pool2d_with_indices"] == (not three_d)
     (want, want_grad), (got, got_grad) = results
     assert torch.equal(got, want) and torch.equal(got_grad, want_grad)
+
+
+@pytest.mark.parametrize(("kernel_size", "padding"), [(3, 1), (1, 0)])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_convolution_derivatives_of_both_orders_equal_pytorchs(kernel_size, padding, memory_format):
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 6, 5, generator=generator, dtype=torch.float64).to(memory_format=memory_format)
+    weight = torch.randn(4, 3, kernel_size, kernel_size, generator=generator, dtype=torch.float64)
+    x.requires_grad_(), weight.requires_grad_()
+    ours = lambda x, w: conv2d(x, w, padding)  # noqa: E731
+    assert torch.autograd.gradcheck(ours, (x, weight))
+    assert torch.autograd.gradgradcheck(ours, (x, weight))
+    outputs = torch.randn(2, 4, 6, 5, generator=generator, dtype=torch.float64)
+    direction = torch.randn_like(x)
+    results = []
+    for conv in (ours, lambda x, w: F.conv2d(x, w, padding=padding)):
+        (gx,) = torch.autograd.grad((torch.tanh(conv(x, weight)) * outputs).sum(), x, create_graph=True)
+        results.append([gx, *torch.autograd.grad((gx * direction).sum(), (x, weight))])
+    for got, want in zip(*results, strict=True):
+        assert_close(got, want)
+
+
+def test_a_hessian_vector_product_computes_no_weight_gradient_it_does_not_need():
+    """PyTorch's convolution double backward computes the weight's gradient, a convolution with
+    the transposed input and output gradient as operands, even where nothing needs it."""
+    from harness.bench import OpCounter
+
+    generator = torch.Generator().manual_seed(6)
+    theta = torch.randn(3, generator=generator, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 4, 8, 8, generator=generator, dtype=torch.float64)
+    weight = torch.randn(4, 4, 3, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+    counts = []
+    for conv in (lambda x: conv2d(x, weight, 1), lambda x: F.conv2d(x, weight, padding=1)):
+        loss = (torch.tanh(conv(x * theta.sum())) * theta[0]).sum()
+        (gradient,) = torch.autograd.grad(loss, theta, create_graph=True)
+        with OpCounter() as counter:
+            torch.autograd.grad(gradient, theta, torch.ones(3, dtype=torch.float64))
+        counts.append(counter.counts["convolution"] + counter.counts["convolution_backward"])
+    assert counts == [2, 3]  # ours: d/d x of the backward pass, and the forward's backward
 
 
 def test_drop_path_masks_keep_each_sample_with_probability_one_minus_p():

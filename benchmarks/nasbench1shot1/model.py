@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from benchmarks.nasbench1shot1.batchnorm import BatchNorm2d
 from benchmarks.nasbench1shot1.coefficients import CellCoefficients, CoefficientLayout
+from benchmarks.nasbench1shot1.conv import Conv2d
 from benchmarks.nasbench1shot1.groups import GroupLayout, combine_groups
 from benchmarks.nasbench1shot1.ops import (
     ConvBnRelu,
@@ -214,7 +215,7 @@ class OneShotModel(nn.Module):
         self.downsample = nn.MaxPool2d(2, stride=2, padding=1)
         self.postprocess = nn.Sequential(
             nn.ReLU(),
-            nn.Conv2d(c_prev * n, c_prev, 1, bias=False),
+            Conv2d(c_prev * n, c_prev, 1),
             BatchNorm2d(c_prev, eps=BN_EPS, affine=False),
         )
         self.classifier = nn.Linear(c_prev, num_classes)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmarks.nasbench1shot1.batchnorm import BatchNorm2d
+from benchmarks.nasbench1shot1.conv import Conv2d, conv2d
 from benchmarks.nasbench1shot1.reference import BN_EPS
 
 
@@ -21,7 +22,7 @@ class ConvBnRelu(nn.Sequential):
 
     def __init__(self, c_in: int, c_out: int, kernel_size: int, bn_momentum: float):
         super().__init__(
-            nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=False),
+            Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2),
             BatchNorm2d(c_out, eps=BN_EPS, momentum=bn_momentum),
             nn.ReLU(),
         )
@@ -88,7 +89,7 @@ class NodeOps(nn.Module):
 
     def convolutions(self, x: Tensor, node: int, kernel: Tensor) -> Tensor:
         """Both conv-bn-relu ops of `node` on x (B, C, H, W) -> (B, 2C, H, W) [conv3x3 | conv1x1]."""
-        return F.relu(self.bns[node](F.conv2d(x, kernel, padding=1)))
+        return F.relu(self.bns[node](conv2d(x, kernel, padding=1)))
 
     def single(self, x: Tensor, node: int, op: int) -> Tensor:
         """Only op `op` of `node` on x (B, C, H, W) -> (B, C, H, W); a conv op uses its half of the
@@ -102,7 +103,7 @@ class NodeOps(nn.Module):
             bn.num_batches_tracked.add_(1)
         mean, var = (None, None) if bn.running_mean is None else (bn.running_mean[half], bn.running_var[half])
         batch_statistics = bn.training or mean is None
-        out = F.conv2d(x, kernel, padding=padding)
+        out = conv2d(x, kernel, padding=padding)
         out = F.batch_norm(out, mean, var, bn.weight[half], bn.bias[half], batch_statistics, bn.momentum, bn.eps)
         return F.relu(out)
 
