@@ -97,17 +97,32 @@ def chunked_products(left: Tensor, right: Tensor) -> Tensor:
     return torch.bmm(by_chunk, other).sum(0)
 
 
-def _coefficient_gradient(grad: Tensor, matrix: Tensor) -> Tensor:
-    """grad (k, N) @ matrix.T: `chunked_products` for k > 1 (on an H200 the plain product took
-    0.22 ms per cell's output sums, the chunked one 0.04 ms); for k = 1 (a node's input) one
-    matrix-vector product, which cuBLAS already spreads over the reduction."""
-    return chunked_products(grad, matrix) if grad.shape[0] > 1 else torch.mm(grad, matrix.t())
+class _CoefficientGradient(torch.autograd.Function):
+    """grad (k, N) @ matrix.T -> (k, G): `chunked_products` for k > 1 (on an H200 the plain
+    product took 0.22 ms per cell's output sums, the chunked one 0.04 ms), one matrix-vector
+    product for k = 1 (a node's input), which cuBLAS already spreads over the reduction. Its own
+    derivatives are `_GroupSums` in the tensors' natural layouts (g @ matrix, g.T @ grad), where
+    autograd's, through the chunked views or a transpose, would come back strided and be copied."""
+
+    @staticmethod
+    def forward(ctx, grad: Tensor, matrix: Tensor) -> Tensor:
+        ctx.save_for_backward(grad, matrix)
+        return chunked_products(grad, matrix) if grad.shape[0] > 1 else torch.mm(grad, matrix.t())
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        grad, matrix = ctx.saved_tensors
+        needs_grad, needs_matrix = ctx.needs_input_grad[:2]
+        return (
+            _GroupSums.apply(g, matrix) if needs_grad else None,
+            _GroupSums.apply(g.t(), grad) if needs_matrix else None,
+        )
 
 
 class _GroupSums(torch.autograd.Function):
     """coefficients (k, G) @ matrix (G, N) -> (k, N), whose coefficient gradient is
-    `_coefficient_gradient`; the matrix gradient, coefficients.T @ grad, is again this function, so a
-    double backward takes the same kernels. (No forward-mode rule: torch.compile cannot trace a
+    `_CoefficientGradient`; the matrix gradient, coefficients.T @ grad, is again this function, so
+    a double backward takes the same kernels. (No forward-mode rule: torch.compile cannot trace a
     Function that has one, and `combine_groups` does not use this one under torch.func.)"""
 
     @staticmethod
@@ -120,6 +135,6 @@ class _GroupSums(torch.autograd.Function):
         coefficients, matrix = ctx.saved_tensors
         needs_coefficients, needs_matrix = ctx.needs_input_grad[:2]
         return (
-            _coefficient_gradient(grad, matrix) if needs_coefficients else None,
+            _CoefficientGradient.apply(grad, matrix) if needs_coefficients else None,
             _GroupSums.apply(coefficients.t(), grad) if needs_matrix else None,
         )

@@ -61,6 +61,7 @@ step pool-3d-check 30 "${variants[@]}" check-pool-3d "$device"
 # shellcheck disable=SC2046  # darts N prints the words of a bench command
 step now-darts-1 60 "${variants[@]}" now --top 40 $(darts 1) --profile
 step pool-2d-darts-1 45 "${variants[@]}" pool-2d $(darts 1)
+step plain-conv-darts-1 45 "${variants[@]}" plain-conv --top 40 $(darts 1) --profile
 (cd "$before" && PYTHONPATH=$before step before-darts-1 45 "$py" -m harness $(darts 1))
 step now-darts-3 45 "${variants[@]}" now $(darts 3)
 step now-sdarts-adv-1 45 "${variants[@]}" now "${adv[@]}"

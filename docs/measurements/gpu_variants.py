@@ -6,6 +6,8 @@ Variants (join several with '+', e.g. "cudnn-benchmark+pool-2d"):
 * "now": the code as it is;
 * "plain-mm": the weighted sums' coefficient gradient as the plain matrix product grad @ groups.T
   (one reduction over all B*C*H*W elements) instead of `groups.chunked_products`;
+* "plain-conv": the model's convolutions as `F.conv2d`, whose double backward also computes every
+  layer's weight gradient (`benchmarks.nasbench1shot1.conv` computes only what is asked for);
 * "cudnn-benchmark": `torch.backends.cudnn.benchmark = True`, for trees older than the
   `cudnn_benchmark` setting (which a run applies itself; `--set cudnn_benchmark=false` turns it off);
 * "pool-nchw": the 3x3 max-pool of a channels-last group run on an NCHW copy (the NHWC kernels
@@ -33,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import harness.bench
-from benchmarks.nasbench1shot1 import groups, model, ops
+from benchmarks.nasbench1shot1 import conv, groups, model, ops
 from harness.cli import main as main_cli
 
 
@@ -57,6 +59,8 @@ def switch_on(variant: str) -> None:
     for part in variant.split("+"):
         if part == "plain-mm":
             groups._GroupSums = _PlainProduct
+        elif part == "plain-conv":
+            conv._Conv2d.apply = staticmethod(lambda x, weight, padding: F.conv2d(x, weight, padding=padding))
         elif part == "cudnn-benchmark":
             torch.backends.cudnn.benchmark = True
         elif part == "pool-nchw":
