@@ -3,6 +3,7 @@ closed-form double backward, the grouped weighted sums, drop-path masks, the for
 
 from __future__ import annotations
 
+import collections
 from functools import partial
 
 import pytest
@@ -58,6 +59,24 @@ def test_batch_norm_double_backward_equals_pytorchs(affine, first, second, memor
         assert_close(got, want)
 
 
+def test_batch_norm_double_backward_skips_the_weights_terms_without_their_gradients():
+    """An architecture Hessian differentiates the input gradients only: an affine layer then runs
+    the operators of a layer without weights (no zero gradients for weight and bias to pass over
+    the activations with), and the one per-channel product of its own weight gradient."""
+    from harness.bench import OpCounter
+
+    counts = []
+    for affine in (True, False):
+        torch.manual_seed(0)
+        bn = BatchNorm2d(3, affine=affine).double()
+        x = torch.randn(4, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+        (gx,) = torch.autograd.grad(torch.tanh(bn(x)).sum(), x, create_graph=True)
+        with OpCounter() as counter:
+            torch.autograd.grad((gx * torch.ones_like(gx)).sum(), x)
+        counts.append(counter.counts)
+    assert counts[0] - counts[1] == collections.Counter(mul=1) and not counts[1] - counts[0]
+
+
 def test_batch_norm_module_keeps_pytorchs_running_statistics():
     torch.manual_seed(1)
     ours, plain = BatchNorm2d(5, momentum=0.997).double(), torch.nn.BatchNorm2d(5, momentum=0.997).double()
@@ -91,7 +110,7 @@ def test_group_major_groups_are_dense_and_their_sums_are_the_weighted_sums(memor
     assert got.is_contiguous(memory_format=memory_format)
 
 
-@pytest.mark.parametrize("elements", [4096 * 3, 96 * 7, 11])  # chunks of 4096, of 32, of 1 element
+@pytest.mark.parametrize("elements", [4096 * 3, 256 * 5, 96 * 7, 11])  # chunks of 4096, 256; plain products
 def test_chunked_products_are_the_matrix_product(elements):
     generator = torch.Generator().manual_seed(1)
     left = torch.randn(3, elements, generator=generator, dtype=torch.float64)

@@ -85,6 +85,7 @@ class _BatchNormBackward(torch.autograd.Function):
     def forward(
         ctx: Any, gy: Tensor, x: Tensor, weight: Tensor | None, mean: Tensor, invstd: Tensor, eps: float
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        ctx.set_materialize_grads(False)  # an architecture Hessian sends no gradients for weight and bias
         ones = torch.ones_like(invstd)  # a weight of ones where there is none: CUDA's kernel needs one to sum
         gx, sum_gy_xhat, sum_gy = torch.ops.aten.native_batch_norm_backward(
             gy, x, ones if weight is None else weight, None, None, mean, invstd, True, eps, [True, True, True]

@@ -11,8 +11,9 @@ on an H200 (docs/performance.md, round 4). Here, when the backward pass is itsel
 only the gradients asked for: the input gradient as a transposed convolution, the weight gradient
 as `convolution_backward` asked for the weight alone. Otherwise the backward is PyTorch's, one
 `convolution_backward`; the values are the same. Under torch.func transforms (vmap, jvp)
-`conv2d` is `F.conv2d`. Stride 1, no dilation, no groups, no bias: the one-shot model's
-convolutions.
+`conv2d` is `F.conv2d`; `torch.autograd.forward_ad` (dual tensors) is not supported, as for the
+other functions of this package with their own derivatives. Stride 1, no dilation, no groups,
+no bias: the one-shot model's convolutions.
 """
 
 from __future__ import annotations

@@ -79,6 +79,7 @@ def combine_groups(coefficients: Tensor, groups: Tensor) -> Tensor:
 
 
 REDUCTION_CHUNK = 4096  # elements of N per batch entry in the coefficient gradient's reduction
+MIN_CHUNK = 256  # smaller chunks: more memory for the batched product than the reduction saves
 
 
 def chunked_products(left: Tensor, right: Tensor) -> Tensor:
@@ -86,11 +87,14 @@ def chunked_products(left: Tensor, right: Tensor) -> Tensor:
     followed by a sum over the chunks.
 
     The plain product reduces over all N (B*C*H*W, about 1.5 million at the paper's size) for a
-    k x G <= 8 x 17 result; cuBLAS runs such a product on a few thread blocks (about 0.2 ms on an
-    H200). Cut into N / q chunks of q <= `REDUCTION_CHUNK` elements, the chunks' products run in
-    parallel and the sum over them is small."""
+    k x G result (4 x 20 in spaces 1 and 2, 5 x 25 in space 3); cuBLAS runs such a product on a
+    few thread blocks (about 0.2 ms on an H200). Cut into N / q chunks of q <= `REDUCTION_CHUNK`
+    elements, the chunks' products run in parallel and the sum over them is small. Where N has
+    no factor q of at least `MIN_CHUNK` (an odd batch of odd channels), the plain product."""
     k, n = left.shape
     chunk = math.gcd(n, REDUCTION_CHUNK)
+    if chunk < MIN_CHUNK:
+        return torch.mm(left, right.t())
     chunks = n // chunk
     by_chunk = left.reshape(k, chunks, chunk).transpose(0, 1)  # (n / q, k, q)
     other = right.reshape(right.shape[0], chunks, chunk).permute(1, 2, 0)  # (n / q, q, G)

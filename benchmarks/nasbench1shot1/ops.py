@@ -117,6 +117,8 @@ def max_pool(x: Tensor) -> Tensor:
     through the kernels for contiguous tensors instead of the NHWC ones, which are slow for few
     channels (0.6 ms of a 27.7-ms DARTS step on an H200). Not under deterministic algorithms, which
     the atomics would break."""
+    if torch._C._are_functorch_transforms_active():  # vmap cannot query the layout
+        return F.max_pool2d(x, 3, stride=1, padding=1)
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     if channels_last and not torch.are_deterministic_algorithms_enabled():
         stored = x.permute(0, 2, 3, 1)[:, None]  # (B, 1, H, W, C), dense
