@@ -120,9 +120,10 @@ def test_chunked_products_are_the_matrix_product(elements):
 
 @pytest.mark.parametrize("rows", [1, 2])  # a node's input (k = 1), a cell's output (k > 1: chunked)
 def test_weighted_sums_have_the_matrix_products_derivatives_of_every_order(rows):
-    """The first and second derivatives of the sums, by reverse mode, forward mode, vmap and
-    batched gradients (as the Hessian methods take them), against those of a plain product
-    (under torch.func the sums are a plain product; the double backward runs `_GroupSums`)."""
+    """The first and second derivatives of the sums (`_GroupSums` and `_CoefficientGradient`):
+    reverse mode, double backward with batched and plain gradients (as the rows, Lanczos and
+    reverse-over-reverse Hessians take them), against those of a plain product; and that the
+    forward-over-reverse Hessian's torch.func transforms run (there the sums are a plain product)."""
     generator = torch.Generator().manual_seed(2)
     coefficients = torch.randn(rows, 4, generator=generator, dtype=torch.float64)
     groups = torch.randn(5, 3, 2, 4, 4, generator=generator, dtype=torch.float64)  # the first 4 are summed
@@ -133,8 +134,13 @@ def test_weighted_sums_have_the_matrix_products_derivatives_of_every_order(rows)
 
     ours = lambda c, x: loss(combine_groups(c, x))  # noqa: E731
     plain = lambda c, x: loss((c @ x[:4].reshape(4, -1)).reshape(rows, *x.shape[1:]))  # noqa: E731
-    for wrt in (0, 1):
-        assert_close(grad(ours, argnums=wrt)(coefficients, groups), grad(plain, argnums=wrt)(coefficients, groups))
+
+    def first_order(f):
+        c, x = coefficients.clone().requires_grad_(), groups.clone().requires_grad_()
+        return torch.autograd.grad(f(c, x), (c, x))
+
+    for got, want in zip(first_order(ours), first_order(plain), strict=True):
+        assert_close(got, want)
 
     def forward_over_reverse(f, direction):
         return jvp(lambda c: grad(f)(c, groups), (coefficients,), (direction,))[1]
