@@ -23,7 +23,7 @@ import optimizers
 from benchmarks.nasbench1shot1 import get_search_space
 from benchmarks.nasbench1shot1.coefficients import CellCoefficients
 from harness.components import (
-    apply_backend_settings,
+    backend_settings,
     build_model,
     inference,
     memory_format,
@@ -236,96 +236,100 @@ def run_bench(
     compile: `torch.compile` the cells first (`compile_cells`); the warm-up steps then include
     the compilation, and their time is reported."""
     device = resolve_device(config.device)
-    apply_backend_settings(config, device)
-    torch.manual_seed(config.seed)
-    optimizer_class = optimizers.get(config.optimizer)
-    options = optimizer_config(config, optimizer_class.Config)
-    if synthetic_images:
-        images, labels = random_images(2 * options.batch_size * 8, config.seed)
-        source = "synthetic images"
-    else:
-        images, labels = read_cifar10_train(ensure_cifar10(config.data))
-        images, labels = images[: config.data_limit], labels[: config.data_limit]
-        source = f"CIFAR-10 ({len(images)} images)"
-    data = search_data(config, options.batch_size, device, images, labels)
-    model = build_model(config, optimizer_class, device)
-    if compile:
-        compile_cells(model)
-    optimizer = optimizer_class(get_search_space(config.space), model, options)
-    optimizer.new_epoch(0, config.epochs)
-    graphed = use_cuda_graphs(config, device) and optimizer.capturable
-    step_fn = GraphedStep(optimizer) if graphed else optimizer.step
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    log(
-        f"{config.optimizer}, space {config.space}, batch {options.batch_size}, {config.channels} channels, "
-        f"{config.cells} cells, {source}, {where}, torch {torch.__version__}, "
-        f"CUDA graphs {'on' if graphed else 'off'}, {'compiled cells, ' if compile else ''}"
-        f"{'channels_last' if memory_format(config, device) == torch.channels_last else 'NCHW'}"
-    )
-    pairs = endless_pairs(data)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    results: dict[str, object] = {}
-
-    def one_step() -> None:
-        train, valid = next(pairs)
-        step_fn(train, valid)
-
-    started = time.perf_counter()
-    for _ in range(warmup):
-        one_step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    results["warmup_seconds"] = time.perf_counter() - started
-    log(f"warm-up ({warmup} steps{', compiling the cells' if compile else ''}): {results['warmup_seconds']:.1f} s")
-    results["step"] = time_calls(one_step, steps, device)
-    log(f"step (batch pair + search step): {results['step']}")
-
-    if profile:
-        log(kernel_profile("eager step", lambda: optimizer.step(*next(pairs)), device))
-        with OpCounter() as counter:
-            optimizer.step(*next(pairs))
-        log(describe_ops("one eager step", counter.counts))
-        log(f"  strided arguments of copying kernels (copied on a GPU): {sum(counter.strided.values())}")
-    valid_images, valid_labels = next(pairs)[1]
-    model.eval()
-    forward = inference(model, optimizer.eval_mixing(), use_cuda_graphs(config, device))
-
-    def validate() -> None:
-        with torch.no_grad():
-            F.cross_entropy(forward(valid_images), valid_labels)
-
-    validate()
-    results["validation"] = time_calls(validate, max(10, steps // 5), device)
-    log(f"validation forward (one batch, eval mode): {results['validation']}")
-    if profile:
-        mixing = optimizer.eval_mixing()
-        eager = inference(model, mixing, graphs=False)
-        with torch.no_grad():
-            log(describe_ops("one eager validation forward", dispatched_ops(lambda: eager(valid_images))))
-            log(describe_ops("  the same through the module", dispatched_ops(lambda: model(valid_images, mixing))))
-    model.train()
-
-    params = optimizer.arch_parameters()
-    objective = optimizer.architecture_objective((valid_images, valid_labels)) if params else None
-    if profile and params:
-        with hessian_mode(model, config.hessian_tf32):
-            products = HessianVectorProducts(objective, params, graphs=False)
-            direction = torch.ones_like(products.theta)
-            log(describe_ops("one eager Hessian-vector product", dispatched_ops(lambda: products(direction))))
-            if device.type == "cuda":
-                log(kernel_profile("eager Hessian-vector product", lambda: products(direction), device))
-    for method in hessian_methods if params else ():
-        eigenpairs: list[TopEigenpair] = []
-        eigen = _eigenpair_call(eigenpairs, model, objective, params, method, config, use_cuda_graphs(config, device))
-        eigen()
-        results[f"hessian_{method}"] = time_calls(eigen, hessian_repeats, device)
-        log(
-            f"Hessian eigenvalue ({method}, {sum(p.numel() for p in params)} parameters, "
-            f"{eigenpairs[-1].products} Hessian-vector products): {results[f'hessian_{method}']}; "
-            f"eigenvalue {dominant_eigenvalue(eigenpairs[-1], options.arch_weight_decay):.6g}"
+    with backend_settings(config, device):
+        torch.manual_seed(config.seed)
+        optimizer_class = optimizers.get(config.optimizer)
+        options = optimizer_config(config, optimizer_class.Config)
+        if synthetic_images:
+            images, labels = random_images(2 * options.batch_size * 8, config.seed)
+            source = "synthetic images"
+        else:
+            images, labels = read_cifar10_train(ensure_cifar10(config.data))
+            images, labels = images[: config.data_limit], labels[: config.data_limit]
+            source = f"CIFAR-10 ({len(images)} images)"
+        data = search_data(config, options.batch_size, device, images, labels)
+        model = build_model(config, optimizer_class, device)
+        if compile:
+            compile_cells(model)
+        optimizer = optimizer_class(get_search_space(config.space), model, options)
+        optimizer.new_epoch(0, config.epochs)
+        graphed = use_cuda_graphs(config, device) and optimizer.capturable
+        step_fn = GraphedStep(optimizer) if graphed else optimizer.step
+        where = (
+            torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
         )
-    if device.type == "cuda":
-        results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-        log(f"peak GPU memory: {results['peak_memory_gib']:.2f} GiB")
-    return results
+        log(
+            f"{config.optimizer}, space {config.space}, batch {options.batch_size}, {config.channels} channels, "
+            f"{config.cells} cells, {source}, {where}, torch {torch.__version__}, "
+            f"CUDA graphs {'on' if graphed else 'off'}, {'compiled cells, ' if compile else ''}"
+            f"{'channels_last' if memory_format(config, device) == torch.channels_last else 'NCHW'}"
+        )
+        pairs = endless_pairs(data)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        results: dict[str, object] = {}
+
+        def one_step() -> None:
+            train, valid = next(pairs)
+            step_fn(train, valid)
+
+        started = time.perf_counter()
+        for _ in range(warmup):
+            one_step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        results["warmup_seconds"] = time.perf_counter() - started
+        log(f"warm-up ({warmup} steps{', compiling the cells' if compile else ''}): {results['warmup_seconds']:.1f} s")
+        results["step"] = time_calls(one_step, steps, device)
+        log(f"step (batch pair + search step): {results['step']}")
+
+        if profile:
+            log(kernel_profile("eager step", lambda: optimizer.step(*next(pairs)), device))
+            with OpCounter() as counter:
+                optimizer.step(*next(pairs))
+            log(describe_ops("one eager step", counter.counts))
+            log(f"  strided arguments of copying kernels (copied on a GPU): {sum(counter.strided.values())}")
+        valid_images, valid_labels = next(pairs)[1]
+        model.eval()
+        forward = inference(model, optimizer.eval_mixing(), use_cuda_graphs(config, device))
+
+        def validate() -> None:
+            with torch.no_grad():
+                F.cross_entropy(forward(valid_images), valid_labels)
+
+        validate()
+        results["validation"] = time_calls(validate, max(10, steps // 5), device)
+        log(f"validation forward (one batch, eval mode): {results['validation']}")
+        if profile:
+            mixing = optimizer.eval_mixing()
+            eager = inference(model, mixing, graphs=False)
+            with torch.no_grad():
+                log(describe_ops("one eager validation forward", dispatched_ops(lambda: eager(valid_images))))
+                log(describe_ops("  the same through the module", dispatched_ops(lambda: model(valid_images, mixing))))
+        model.train()
+
+        params = optimizer.arch_parameters()
+        objective = optimizer.architecture_objective((valid_images, valid_labels)) if params else None
+        if profile and params:
+            with hessian_mode(model, config.hessian_tf32):
+                products = HessianVectorProducts(objective, params, graphs=False)
+                direction = torch.ones_like(products.theta)
+                log(describe_ops("one eager Hessian-vector product", dispatched_ops(lambda: products(direction))))
+                if device.type == "cuda":
+                    log(kernel_profile("eager Hessian-vector product", lambda: products(direction), device))
+        for method in hessian_methods if params else ():
+            eigenpairs: list[TopEigenpair] = []
+            eigen = _eigenpair_call(
+                eigenpairs, model, objective, params, method, config, use_cuda_graphs(config, device)
+            )
+            eigen()
+            results[f"hessian_{method}"] = time_calls(eigen, hessian_repeats, device)
+            log(
+                f"Hessian eigenvalue ({method}, {sum(p.numel() for p in params)} parameters, "
+                f"{eigenpairs[-1].products} Hessian-vector products): {results[f'hessian_{method}']}; "
+                f"eigenvalue {dominant_eigenvalue(eigenpairs[-1], options.arch_weight_decay):.6g}"
+            )
+        if device.type == "cuda":
+            results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+            log(f"peak GPU memory: {results['peak_memory_gib']:.2f} GiB")
+        return results

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -26,10 +27,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def apply_backend_settings(config: RunConfig, device: torch.device) -> None:
-    """On CUDA, cuDNN's autotuner on or off as `config.cudnn_benchmark` says (process-wide)."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = config.cudnn_benchmark
+@contextmanager
+def backend_settings(config: RunConfig, device: torch.device) -> Iterator[None]:
+    """Within: on CUDA, cuDNN's autotuner on or off as `config.cudnn_benchmark` says; on exit the
+    process's previous setting again (a library caller's own choice survives a run)."""
+    if device.type != "cuda":
+        yield
+        return
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = config.cudnn_benchmark
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
 
 
 def memory_format(config: RunConfig, device: torch.device) -> torch.memory_format:

@@ -74,7 +74,7 @@ class RunConfig:
     kernels; the same computation), unless hessian_method="reverse-over-reverse", whose batched
     backward pass PyTorch cannot run on channels-last tensors; cudnn_benchmark: on CUDA, cuDNN
     times its algorithms for each new convolution shape and keeps the fastest
-    (`torch.backends.cudnn.benchmark`, as the reference sets it; process-wide);
+    (`torch.backends.cudnn.benchmark`, as the reference sets it; while the run lasts, then as before);
     optimizer_options: overrides of the optimizer's own Config fields.
     """
 

@@ -25,7 +25,7 @@ from benchmarks.nasbench101 import NASBench101
 from harness.benchmark import load_benchmark
 from harness.checkpoint import config_digest, load_checkpoint, save_checkpoint, set_rng_state
 from harness.cifar10_files import data_fingerprint
-from harness.components import apply_backend_settings, build_model, resolve_device, search_data, use_cuda_graphs
+from harness.components import backend_settings, build_model, resolve_device, search_data, use_cuda_graphs
 from harness.config import RunConfig, SettingError, optimizer_config
 from harness.cuda_graphs import GraphedStep
 from harness.data import SearchData, ensure_cifar10, read_cifar10_train
@@ -177,28 +177,30 @@ class SearchRun:
     def _search(self) -> None:
         epochs = self.config.epochs
         device = resolve_device(self.config.device)
-        apply_backend_settings(self.config, device)
-        torch.manual_seed(self.config.seed)
-        table = load_benchmark(self.config.benchmark)
-        best_test, best_valid = self._space_bests(table)
-        data = self._load_data(device)
-        model = build_model(self.config, self.optimizer_class, device)
-        optimizer = self.optimizer_class(self.space, model, optimizer_config(self.config, self.optimizer_class.Config))
-        write_json(self.run_dir / CONFIG_FILE, self._description(table, best_test, best_valid, data, device))
-        search = _Search(self, data, model, optimizer, table, best_test)
-        records, stop = self._resume(model, optimizer)
-        search.records = records
-        if not records["rows"]:
-            stop = search.measure_row(0, time.perf_counter(), None, lambda: _last_valid_batch(data, 0))
-        self.epochs_done = search.epochs_done
-        write_status(self.run_dir, "running", self.epochs_done, epochs)
-        for epoch in range(self.epochs_done, epochs):
-            if stop is not None:
-                break
-            stop = search.train_and_measure(epoch)
-            self.epochs_done = epoch + 1
-        details = {"stop": stop} if stop is not None else {}
-        write_status(self.run_dir, "completed", self.epochs_done, epochs, **details)
+        with backend_settings(self.config, device):
+            torch.manual_seed(self.config.seed)
+            table = load_benchmark(self.config.benchmark)
+            best_test, best_valid = self._space_bests(table)
+            data = self._load_data(device)
+            model = build_model(self.config, self.optimizer_class, device)
+            optimizer = self.optimizer_class(
+                self.space, model, optimizer_config(self.config, self.optimizer_class.Config)
+            )
+            write_json(self.run_dir / CONFIG_FILE, self._description(table, best_test, best_valid, data, device))
+            search = _Search(self, data, model, optimizer, table, best_test)
+            records, stop = self._resume(model, optimizer)
+            search.records = records
+            if not records["rows"]:
+                stop = search.measure_row(0, time.perf_counter(), None, lambda: _last_valid_batch(data, 0))
+            self.epochs_done = search.epochs_done
+            write_status(self.run_dir, "running", self.epochs_done, epochs)
+            for epoch in range(self.epochs_done, epochs):
+                if stop is not None:
+                    break
+                stop = search.train_and_measure(epoch)
+                self.epochs_done = epoch + 1
+            details = {"stop": stop} if stop is not None else {}
+            write_status(self.run_dir, "completed", self.epochs_done, epochs, **details)
 
     def _rerun_hint(self, epoch: int) -> str:
         """Where a run with other settings can go after a failure in `epoch`."""

@@ -283,18 +283,25 @@ def test_how_a_run_computes_is_not_part_of_its_identity(setting):
     assert identities[0] == identities[1]
 
 
-def test_cudnn_benchmark_follows_the_run_on_cuda_only():
-    from harness.components import apply_backend_settings
+def test_cudnn_benchmark_follows_the_run_on_cuda_only_and_is_restored_after_it():
+    from harness.components import backend_settings
     from harness.config import make_config
 
     before = torch.backends.cudnn.benchmark
     try:
         torch.backends.cudnn.benchmark = False
-        apply_backend_settings(make_config("darts", 1), torch.device("cpu"))
+        with backend_settings(make_config("darts", 1), torch.device("cpu")):
+            assert torch.backends.cudnn.benchmark is False
+        with backend_settings(make_config("darts", 1), torch.device("cuda")):
+            assert torch.backends.cudnn.benchmark is True
         assert torch.backends.cudnn.benchmark is False
-        apply_backend_settings(make_config("darts", 1), torch.device("cuda"))
+        torch.backends.cudnn.benchmark = True
+        with (
+            pytest.raises(RuntimeError),
+            backend_settings(make_config("darts", 1, cudnn_benchmark=False), torch.device("cuda")),
+        ):
+            assert torch.backends.cudnn.benchmark is False
+            raise RuntimeError("a failing run")
         assert torch.backends.cudnn.benchmark is True
-        apply_backend_settings(make_config("darts", 1, cudnn_benchmark=False), torch.device("cuda"))
-        assert torch.backends.cudnn.benchmark is False
     finally:
         torch.backends.cudnn.benchmark = before

@@ -49,9 +49,10 @@ def space_models(spaces: Sequence[int]) -> list[Cell]:
     """The distinct models of NAS-Bench-1Shot1 spaces `spaces` (union), sorted by hash."""
     cells: dict[str, Cell] = {}
     for number in spaces:
-        space = get_search_space(number)
-        for spec, module_hash in zip(space.enumerate(), space.hashes(), strict=True):
-            cells.setdefault(module_hash, (module_hash, spec.matrix, spec.labels))
+        matrices, labels, hashes = get_search_space(number).model_arrays()
+        sizes = (labels != PADDING_LABEL).sum(axis=1).tolist()
+        for matrix, row, size, module_hash in zip(matrices, labels.tolist(), sizes, hashes.astype(str).tolist()):
+            cells.setdefault(module_hash, (module_hash, matrix[:size, :size], row[:size]))
     return sorted(cells.values(), key=lambda cell: cell[0])
 
 
@@ -248,7 +249,7 @@ def write_synthetic(
 
 def synthetic_table() -> NASBench101:
     """The default synthetic table (spaces 1-3, budget 108, 3 repeats, seed 0), built once per
-    machine under `cache_dir()` (about a minute the first time) and loaded from there afterwards;
+    machine under `cache_dir()` (about 30 s on 2 CPU cores the first time) and loaded from there afterwards;
     rebuilt, with a warning, if that file is damaged (see `load_or_build`)."""
     path = cache_dir() / f"nasbench101-synthetic-v{SYNTHETIC_VERSION}{CACHE_SUFFIX}"
     return load_or_build(path, _load_table, _build_table, "the synthetic NAS-Bench-101 table")
@@ -269,7 +270,7 @@ def _build_table(path: Path) -> None:
     try:
         source = scratch / f"{path.name}.tfrecord"
         print(
-            f"building the synthetic NAS-Bench-101 table once for this machine ({path}; about a minute): "
+            f"building the synthetic NAS-Bench-101 table once for this machine ({path}; about 30 s): "
             "listing the models of the three spaces, writing their records, converting",
             file=sys.stderr,
             flush=True,

@@ -21,6 +21,7 @@ import numpy as np
 from benchmarks.cache import CacheDamaged, atomic_write, cache_dir, load_or_build
 from benchmarks.errors import OutOfDomainError, UnknownNameError
 from benchmarks.nasbench101.graph_hash import graph_hash
+from benchmarks.nasbench101.isomorphism import canonical_form, first_of_each_model
 from benchmarks.nasbench101.model_spec import (
     CONV1X1,
     CONV3X3,
@@ -181,10 +182,16 @@ class SearchSpace:
 
     def enumerate(self) -> Iterator[ModelSpec]:
         """Every distinct NAS-Bench-101 model the space can express (one spec per hash)."""
-        matrices, labels, _ = self._models
+        matrices, labels, _ = self.model_arrays()
         for matrix, row in zip(matrices, labels):
             size = int((row != PADDING_LABEL).sum())
             yield ModelSpec.from_labels(matrix[:size, :size], row[:size])
+
+    def model_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The distinct models without building a `ModelSpec` each, in `enumerate` order: pruned
+        adjacency (N, 7, 7) int8 (zero-padded), op labels (N, 7) int8 (`OP_LABELS`, padded with
+        `PADDING_LABEL`), hashes (N,) 32-byte strings. Shared arrays: do not modify them."""
+        return self._models
 
     def hashes(self) -> list[str]:
         """Hashes of all distinct models of the space (`enumerate` order)."""
@@ -198,7 +205,7 @@ class SearchSpace:
     def _models(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(matrices (N, 7, 7) int8, labels (N, 7) int8 padded with -3, hashes (N,) S32).
 
-        Computed once per machine (about 20 s for space 3) and kept in the cache folder.
+        Computed once per machine (about 10 s for space 3, one hash per model) and kept in the cache folder.
         """
         path = cache_dir() / f"nasbench1shot1-space{self.number}-models-v{ENUMERATION_VERSION}.npz"
 
@@ -214,15 +221,20 @@ class SearchSpace:
         return load_or_build(path, _load_models, build, f"the search space {self.number} model list")
 
     def _enumerate_models(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The distinct models in the order of their first appearance among the space's graphs
+        (`graphs` order, pruned, one per isomorphism class) and their labellings (product order);
+        a labelling that an automorphism of its graph maps onto an earlier one is not hashed."""
         pruned_graphs: dict[bytes, np.ndarray] = {}
         for parents, output_parents in self.graphs():
             matrix = self.adjacency(CellChoice((0,) * self.num_choice_nodes, parents, output_parents))
             live = _live_vertices(matrix)
-            pruned_graphs.setdefault(matrix[np.ix_(live, live)].tobytes(), matrix[np.ix_(live, live)])
+            pruned = matrix[np.ix_(live, live)]
+            pruned_graphs.setdefault(canonical_form(pruned), pruned)
         models: dict[str, tuple[np.ndarray, list[int]]] = {}
+        op_labels = [OP_LABELS[op] for op in PRIMITIVES]
         for pruned in pruned_graphs.values():
-            for labelling in itertools.product(range(len(PRIMITIVES)), repeat=len(pruned) - 2):
-                labels = [OP_LABELS[INPUT], *(OP_LABELS[PRIMITIVES[i]] for i in labelling), OP_LABELS[OUTPUT]]
+            for labelling in first_of_each_model(pruned, len(PRIMITIVES)).tolist():
+                labels = [OP_LABELS[INPUT], *(op_labels[i] for i in labelling), OP_LABELS[OUTPUT]]
                 models.setdefault(graph_hash(pruned, labels), (pruned, labels))
         matrices = np.zeros((len(models), MAX_VERTICES, MAX_VERTICES), dtype=np.int8)
         labels = np.full((len(models), MAX_VERTICES), PADDING_LABEL, dtype=np.int8)
