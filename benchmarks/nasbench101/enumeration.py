@@ -7,7 +7,6 @@ matrices, so sampling cannot reach them all; drawing (structure, labelling) pair
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Collection
 from functools import cache
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from benchmarks.errors import OutOfDomainError
 from benchmarks.nasbench101.graph_hash import graph_hash
+from benchmarks.nasbench101.isomorphism import canonical_codes
 from benchmarks.nasbench101.model_spec import (
     CONV1X1,
     CONV3X3,
@@ -47,13 +47,7 @@ def cell_structures(num_vertices: int) -> np.ndarray:
     # input has a parent and each vertex but the output has a child.
     whole = (matrices.sum(axis=1)[:, 1:] > 0).all(axis=1) & (matrices.sum(axis=2)[:, :-1] > 0).all(axis=1)
     matrices = matrices[whole]
-    flat = matrices.reshape(len(matrices), -1).astype(np.int64)
-    weights = np.int64(1) << np.arange(num_vertices * num_vertices, dtype=np.int64)
-    canonical = np.full(len(matrices), np.iinfo(np.int64).max)
-    for interior in itertools.permutations(range(1, num_vertices - 1)):
-        order = np.array((0, *interior, num_vertices - 1))
-        canonical = np.minimum(canonical, flat[:, (order[:, None] * num_vertices + order).ravel()] @ weights)
-    _, first = np.unique(canonical, return_index=True)
+    _, first = np.unique(canonical_codes(matrices), return_index=True)
     return matrices[np.sort(first)]
 
 

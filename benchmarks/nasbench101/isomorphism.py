@@ -18,13 +18,18 @@ def _vertex_orders(size: int) -> np.ndarray:
     return np.array([(0, *order, size - 1) for order in interior], dtype=np.int64).reshape(len(interior), size)
 
 
-def canonical_form(matrix: np.ndarray) -> bytes:
-    """A key equal for two (V, V) 0/1 adjacency matrices exactly when the cells are isomorphic
-    (input and output fixed): the smallest relabelled matrix, as bytes."""
-    matrix = np.asarray(matrix, dtype=np.int8)
-    orders = _vertex_orders(len(matrix))
-    relabelled = matrix[orders[:, :, None], orders[:, None, :]].reshape(len(orders), -1)
-    return min(row.tobytes() for row in relabelled)
+def canonical_codes(matrices: np.ndarray) -> np.ndarray:
+    """(K,) int64 for K (V, V) 0/1 adjacency matrices (V <= 7): equal for two of them exactly when
+    the cells are isomorphic (input and output fixed); the smallest relabelled matrix read as a
+    V*V-bit number."""
+    matrices = np.asarray(matrices)
+    count, size = len(matrices), matrices.shape[-1]
+    flat = matrices.reshape(count, size * size).astype(np.int64)
+    weights = np.int64(1) << np.arange(size * size, dtype=np.int64)
+    codes = np.full(count, np.iinfo(np.int64).max)
+    for order in _vertex_orders(size):
+        codes = np.minimum(codes, flat[:, (order[:, None] * size + order).ravel()] @ weights)
+    return codes
 
 
 def automorphisms(matrix: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 from benchmarks.cache import CacheDamaged, atomic_write, cache_dir, load_or_build
 from benchmarks.errors import OutOfDomainError, UnknownNameError
 from benchmarks.nasbench101.graph_hash import graph_hash
-from benchmarks.nasbench101.isomorphism import canonical_form, first_of_each_model
+from benchmarks.nasbench101.isomorphism import canonical_codes, first_of_each_model
 from benchmarks.nasbench101.model_spec import (
     CONV1X1,
     CONV3X3,
@@ -224,12 +224,12 @@ class SearchSpace:
         """The distinct models in the order of their first appearance among the space's graphs
         (`graphs` order, pruned, one per isomorphism class) and their labellings (product order);
         a labelling that an automorphism of its graph maps onto an earlier one is not hashed."""
-        pruned_graphs: dict[bytes, np.ndarray] = {}
+        pruned_graphs: dict[tuple[int, int], np.ndarray] = {}
         for parents, output_parents in self.graphs():
             matrix = self.adjacency(CellChoice((0,) * self.num_choice_nodes, parents, output_parents))
             live = _live_vertices(matrix)
             pruned = matrix[np.ix_(live, live)]
-            pruned_graphs.setdefault(canonical_form(pruned), pruned)
+            pruned_graphs.setdefault((len(pruned), int(canonical_codes(pruned[None])[0])), pruned)
         models: dict[str, tuple[np.ndarray, list[int]]] = {}
         op_labels = [OP_LABELS[op] for op in PRIMITIVES]
         for pruned in pruned_graphs.values():
