@@ -61,3 +61,18 @@ def hold_lock(path: Path, wait: bool, what: str) -> Iterator[None]:
         handle = try_lock(path)
     with handle:
         yield
+
+
+def is_held(path: Path) -> bool | None:
+    """Whether a process holds the lock on `path` now: False when the file is missing or free,
+    None when this process cannot tell (it may not open the file)."""
+    if not path.exists():
+        return False
+    try:
+        handle = try_lock(path)
+    except OSError:
+        return None
+    if handle is None:
+        return True
+    handle.close()
+    return False

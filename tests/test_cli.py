@@ -96,6 +96,28 @@ def test_collect_leaves_out_an_unreadable_run_with_a_warning(
     assert "2 rows" in captured.out and "broken: status unknown" in captured.out
 
 
+def test_collect_tells_a_killed_run_from_a_running_one(
+    cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from harness.locks import try_lock
+    from harness.results import LOCK_FILE, write_status
+
+    run_dir = tmp_path / "results" / cli_run.name
+    run_dir.mkdir(parents=True)
+    for file in ("config.json", TABLE_FILE):
+        (run_dir / file).write_bytes((cli_run / file).read_bytes())
+    write_status(run_dir, "running", 1, 3)
+    assert main(["collect", str(run_dir.parent)]) == 0
+    out = capsys.readouterr().out
+    assert f"{cli_run.name}: stopped (1/3 epochs): it says running, but no process holds it" in out
+    holder = try_lock(run_dir / LOCK_FILE)
+    try:
+        assert main(["collect", str(run_dir.parent)]) == 0
+    finally:
+        holder.close()
+    assert f"{cli_run.name}: running (1/3 epochs)\n" in capsys.readouterr().out
+
+
 def test_collect_and_plot_verbs(cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     results = cli_run.parent
     assert main(["collect", str(results)]) == 0

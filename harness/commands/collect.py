@@ -49,7 +49,8 @@ def collect_to_files(results_dir: Path, out: Path | None = None) -> tuple[Path, 
 
 def _collect(args: argparse.Namespace) -> int:
     from benchmarks.errors import DataFileError
-    from harness.results import read_status, run_directories
+    from harness.locks import is_held
+    from harness.results import LOCK_FILE, read_status, run_directories
 
     results_dir = Path(args.results_dir)
     parquet, csv, rows = collect_to_files(results_dir, args.out and Path(args.out))
@@ -60,8 +61,12 @@ def _collect(args: argparse.Namespace) -> int:
         except DataFileError as err:
             print(f"  {run_dir.name}: status unknown ({err})")
             continue
+        state = status["state"]
         detail = f": {status['error']}" if status.get("error") else ""
-        print(f"  {run_dir.name}: {status['state']} ({status['epochs_completed']}/{status['epochs']} epochs){detail}")
+        if state == "running" and is_held(run_dir / LOCK_FILE) is False:
+            state = "stopped"
+            detail = ": it says running, but no process holds it (killed?); the same command resumes it"
+        print(f"  {run_dir.name}: {state} ({status['epochs_completed']}/{status['epochs']} epochs){detail}")
     return 0
 
 
