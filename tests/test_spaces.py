@@ -17,6 +17,7 @@ from benchmarks.nasbench1shot1 import PRIMITIVES, CellChoice, get_search_space
 from benchmarks.nasbench1shot1.spaces import DUMMY_OP
 from benchmarks.nasbench101 import ModelSpec
 from benchmarks.nasbench101.graph_hash import graph_hash
+from benchmarks.nasbench101.model_spec import PADDING_LABEL
 
 IN, OUT = "input", "output"
 C3, C1, MP = "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3"
@@ -106,6 +107,18 @@ def test_every_enumerated_model_is_valid_and_hashes_to_its_listed_hash(number):
         assert graph_hash(spec.matrix, spec.labels) == hashes[i]
         # the stored spec is already pruned: building it again changes nothing
         assert ModelSpec(spec.matrix, spec.ops).hash() == hashes[i]
+
+
+def test_model_arrays_are_the_enumerated_models_read_only():
+    space = get_search_space(2)
+    matrices, labels, hashes = space.model_arrays()
+    assert hashes.astype(str).tolist() == space.hashes()
+    for i, spec in zip(range(0, space.num_models, 331), list(space.enumerate())[::331]):
+        size = spec.num_vertices
+        assert (matrices[i, :size, :size] == spec.matrix).all() and labels[i, :size].tolist() == spec.labels
+        assert (matrices[i, size:] == 0).all() and (labels[i, size:] == PADDING_LABEL).all()
+    with pytest.raises(ValueError, match="read-only"):
+        labels[0, 0] = 1
 
 
 def test_space1_enumeration_equals_brute_force_over_all_configurations():

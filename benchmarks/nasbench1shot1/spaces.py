@@ -190,8 +190,11 @@ class SearchSpace:
     def model_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The distinct models without building a `ModelSpec` each, in `enumerate` order: pruned
         adjacency (N, 7, 7) int8 (zero-padded), op labels (N, 7) int8 (`OP_LABELS`, padded with
-        `PADDING_LABEL`), hashes (N,) 32-byte strings. Shared arrays: do not modify them."""
-        return self._models
+        `PADDING_LABEL`), hashes (N,) 32-byte strings; read-only views of the space's own."""
+        views = tuple(array.view() for array in self._models)
+        for view in views:
+            view.flags.writeable = False
+        return views
 
     def hashes(self) -> list[str]:
         """Hashes of all distinct models of the space (`enumerate` order)."""
