@@ -21,7 +21,18 @@ from benchmarks.errors import HarnessError, UnknownNameError
 from benchmarks.nasbench1shot1.reference import REFERENCE_BN_MOMENTUM
 
 DEFAULT_BENCHMARK = "data/nasbench_only108.tfrecord"
-NOT_SETTABLE = ("optimizer", "space", "seed", "preset", "plugins", "optimizer_options", "variant", "threads")
+OWN_FLAGS = {
+    "optimizer": "give it as --optimizer (sweep: --optimizers)",
+    "space": "give it as --space (sweep: --spaces)",
+    "seed": "give it as --seed (sweep: --seeds)",
+    "preset": "give it as --preset",
+    "plugins": "give each as --plugin FILE.py",
+    "optimizer_options": "give each option as --set KEY=VALUE",
+    "variant": "give it as --variant",
+    "threads": "give it as --threads",
+}
+"""The RunConfig fields that --set does not take, and the flag that sets each."""
+NOT_SETTABLE = tuple(OWN_FLAGS)
 """RunConfig fields `--set` may not change: they have options of their own."""
 HESSIAN_DATA = ("last", "fresh")
 VARIANT_NAME = re.compile(r"[a-z0-9][a-z0-9_.+=-]*")
@@ -118,8 +129,8 @@ class RunConfig:
             if getattr(self, name) < low
         ]
         problems += [
-            f"{name}={getattr(self, name)!r} must be None or at least 1"
-            for name in ("data_limit", "valid_batches", "threads")
+            f"{name}={getattr(self, name)!r} must be at least 1 (or unset: {unset})"
+            for name, unset in (("data_limit", "all images"), ("valid_batches", "all"), ("threads", "automatic"))
             if getattr(self, name) is not None and getattr(self, name) < 1
         ]
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
@@ -238,10 +249,17 @@ def coerce(value: Any, annotation: Any) -> Any:
         if value.lower() in ("0", "false", "no", "off"):
             return False
         raise ValueError(f"expected a boolean, got {value!r}")
-    if annotation is float and not math.isfinite(float(value)):
-        raise ValueError(f"{value!r} is not a finite number")
-    if annotation in (int, float, str):
-        return annotation(value)
+    if annotation in (int, float):
+        kind = "an integer" if annotation is int else "a number"
+        try:
+            number = annotation(value)
+        except ValueError:
+            raise ValueError(f"expected {kind}, got {value!r}") from None
+        if annotation is float and not math.isfinite(number):
+            raise ValueError(f"{value!r} is not a finite number")
+        return number
+    if annotation is str:
+        return value
     return json.loads(value)
 
 
@@ -255,9 +273,17 @@ def apply_settings(config: RunConfig, settings: dict[str, str], option_classes: 
     options = dict(config.optimizer_options)
     changes = {}
     for key, value in settings.items():
+        if key in NOT_SETTABLE:
+            raise UnknownNameError(f"{key} is not a --set setting; {OWN_FLAGS[key]}")
         if key not in run_hints and key not in option_hints:
             settable = sorted({*run_hints, *option_hints})
             near = difflib.get_close_matches(key, settable, n=3)
+            owners = _optimizers_with_option(key)
+            if owners:
+                raise UnknownNameError(
+                    f"{key!r} is a setting of {', '.join(owners)}, not of this run's optimizer; settable: "
+                    f"{', '.join(settable)}"
+                )
             hint = f"did you mean {' or '.join(near)}? " if near else ""
             raise UnknownNameError(f"unknown setting {key!r}; {hint}settable: {', '.join(settable)}")
         hint = run_hints.get(key, option_hints.get(key))
@@ -270,6 +296,13 @@ def apply_settings(config: RunConfig, settings: dict[str, str], option_classes: 
         else:
             options[key] = converted
     return dataclasses.replace(config, optimizer_options=options, **changes)
+
+
+def _optimizers_with_option(key: str) -> list[str]:
+    """The registered optimizers whose Config has a field `key`."""
+    import optimizers
+
+    return [name for name in optimizers.available() if key in typing.get_type_hints(optimizers.get(name).Config)]
 
 
 def optimizer_config(config: RunConfig, optimizer_config_class: type) -> Any:

@@ -91,7 +91,8 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
         else:
             at = curve["mean"].idxmin()
             row["best_test_error"], row["best_epoch"] = float(curve.at[at, "mean"]), int(curve.at[at, "epoch"])
-        seconds = group["epoch_seconds"] if "epoch_seconds" in group.columns else pd.Series(dtype=float)
+        trained = group[group["epoch"] > 0]  # row 0 (before training) times only the lookups
+        seconds = trained["epoch_seconds"] if "epoch_seconds" in group.columns else pd.Series(dtype=float)
         row["epoch_seconds_mean"] = float(pd.to_numeric(seconds, errors="coerce").mean())
         rows.append(row)
     frame = pd.DataFrame(rows).astype({"best_epoch": "Int64"})

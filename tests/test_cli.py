@@ -3,6 +3,8 @@ errors as one `error:` line with exit code 2, and demo's way out when NAS-Bench-
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -16,6 +18,7 @@ import optimizers
 from benchmarks.nasbench1shot1.spaces import SEARCH_SPACES
 from harness.cli import main
 from harness.results import COLLECTED_FILE, TABLE_FILE, read_table
+from harness.run_log import finished_line
 from tests.runs import RAISING_PLUGIN, TINY_SETTINGS, cli_args, set_args, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,13 +36,26 @@ BUILT_IN = (
 )
 
 
+CLI_RUN_CONSOLE: list[str] = []
+"""What `cli_run`'s command printed (a module-scoped fixture cannot use capsys)."""
+
+
 @pytest.fixture(scope="module")
 def cli_run(cifar_root: Path, synthetic_table, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`harness run` of one tiny SDARTS-RS epoch with --set overrides of both kinds; its run directory."""
+    """`harness run --quiet` of one tiny SDARTS-RS epoch with --set overrides of both kinds; its
+    run directory."""
     config = tiny_config(cifar_root, tmp_path_factory.mktemp("cli-run"), "sdarts-rs", epochs=1, hessian=False)
     overrides = ["bn_momentum=0.9", "hessian_method=lanczos", "arch_lr=0.002", "epsilon_max=0.2"]
-    assert main([*cli_args(config), *(a for item in overrides for a in ("--set", item))]) == 0
+    console = io.StringIO()
+    with contextlib.redirect_stdout(console):
+        assert main([*cli_args(config), *(a for item in overrides for a in ("--set", item))]) == 0
+    CLI_RUN_CONSOLE.append(console.getvalue())
     return Path(config.out) / config.run_name
+
+
+def test_quiet_run_prints_only_where_its_results_are(cli_run: Path) -> None:
+    assert CLI_RUN_CONSOLE[-1].splitlines() == [finished_line(cli_run)]
+    assert "| epoch 1/1 |" in (cli_run / "run.log").read_text()  # the log keeps every line
 
 
 def test_list_shows_spaces_with_sizes_and_every_optimizer(synthetic_table, capsys: pytest.CaptureFixture) -> None:
@@ -184,7 +200,12 @@ def test_sweep_lists_the_failed_run_and_finishes_the_others(
         (["run", "--optimizer", "darts", "--space", "1", "--set", "chanels=2"], "did you mean channels"),
         (["sweep", "--optimizers", "darts", "--jobs", "0"], "--jobs and --runs-per-gpu must be at least 1"),
         (["demo", "--jobs", "0"], "--jobs and --runs-per-gpu must be at least 1"),
-        (["run", "--optimizer", "darts", "--space", "1", "--threads", "0"], "threads=0 must be None or at least 1"),
+        (["run", "--optimizer", "darts", "--space", "1", "--threads", "0"], "threads=0 must be at least 1 (or unset"),
+        (["run", "--optimizer", "darts", "--space", "1", "--set", "seed=3"], "give it as --seed (sweep: --seeds)"),
+        (["sweep", "--optimizers", "darts", "--set", "threads=1"], "threads is not a --set setting; give it as"),
+        (["run", "--optimizer", "darts", "--space", "1", "--set", "attack_steps=1"], "a setting of pcdarts-adv, "),
+        (["run", "--optimizer", "darts", "--space", "1", "--set", "arch_lr=fast"], "expected a number, got 'fast'"),
+        (["run", "--optimizer", "darts", "--space", "1", "--set", "epochs=2.5"], "expected an integer, got '2.5'"),
         (["plot", "no-such-folder", "--figure", "fig3"], "results folder no-such-folder does not exist"),
     ],
 )

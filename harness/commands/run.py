@@ -51,7 +51,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         dest="settings",
         help="override a run setting or an optimizer Config field, e.g. --set attack_steps=1",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only where the results are (no progress bars or per-epoch lines; run.log has them)",
+    )
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
@@ -112,14 +116,17 @@ def config_from_args(
 
 
 def _run(args: argparse.Namespace) -> int:
-    from harness.run_log import set_threads
+    from harness.run_log import finished_line, set_threads
     from harness.runner import run_search
 
     variant, variant_settings = parse_variant(args.variant) if args.variant else ("", {})
     optimizer = optimizer_of_variant(variant, args.optimizer)
     config = config_from_args(args, optimizer, args.space, args.seed, (), variant, variant_settings)
     set_threads(config.threads)  # run_search sets them too (and says how many); this covers what comes first
-    run_search(config, progress=not args.quiet)
+    if args.quiet:  # every line still goes to the run's run.log; the console gets where the results are
+        print(finished_line(run_search(config, progress=False, log=lambda _: None)))
+    else:
+        run_search(config)
     return 0
 
 
