@@ -102,9 +102,11 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
     return read_json(path) if path.exists() else None
 
 
-def run_directories(results_dir: Path) -> list[Path]:
-    """Run directories (those with a config.json) directly under `results_dir`, sorted."""
-    return sorted(p.parent for p in Path(results_dir).glob(f"*/{CONFIG_FILE}"))
+def run_directories(results_dir: Path, started: bool = False) -> list[Path]:
+    """Run directories (those with a config.json) directly under `results_dir`, sorted; with
+    `started`, also those with only a status.json (a run that failed before writing its config)."""
+    names = (CONFIG_FILE, STATUS_FILE) if started else (CONFIG_FILE,)
+    return sorted({p.parent for name in names for p in Path(results_dir).glob(f"*/{name}")})
 
 
 def collect(results_dir: Path, skipped: list[str] | None = None) -> pd.DataFrame:
@@ -123,5 +125,20 @@ def collect(results_dir: Path, skipped: list[str] | None = None) -> pd.DataFrame
                 raise
             skipped.append(str(err))
     if not frames:
-        raise MissingFileError(f"no run tables ({TABLE_FILE}) under {results_dir}")
+        failed = [f"{d.name}: {status.get('error', 'no error recorded')}" for d, status in _failed_runs(results_dir)]
+        detail = f"; failed before their first row: {'; '.join(failed)}" if failed else ""
+        raise MissingFileError(f"no run tables ({TABLE_FILE}) under {results_dir}{detail}")
     return pd.concat(frames, ignore_index=True).sort_values([*RUN_KEY, "epoch"], ignore_index=True)
+
+
+def _failed_runs(results_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(run directory, status) of the runs under `results_dir` whose status says `failed`."""
+    runs = []
+    for run_dir in run_directories(results_dir, started=True):
+        try:
+            status = read_status(run_dir) or {}
+        except DataFileError:
+            continue
+        if status.get("state") == "failed":
+            runs.append((run_dir, status))
+    return runs

@@ -134,6 +134,26 @@ def test_collect_tells_a_killed_run_from_a_running_one(
     assert f"{cli_run.name}: running (1/3 epochs)\n" in capsys.readouterr().out
 
 
+def test_collect_and_plot_name_a_run_that_failed_before_its_first_row(
+    cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from harness.results import write_status
+
+    results = tmp_path / "results"
+    failed = results / "darts-s1-seed0"
+    failed.mkdir(parents=True)
+    write_status(failed, "failed", 0, 3, error="CIFAR-10 is missing; use --data DIR")
+    assert main(["plot", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "failed before their first row: darts-s1-seed0: CIFAR-10 is missing; use --data DIR" in err
+    good = results / cli_run.name
+    good.mkdir()
+    for file in ("config.json", "status.json", TABLE_FILE):
+        (good / file).write_bytes((cli_run / file).read_bytes())
+    assert main(["collect", str(results)]) == 0
+    assert "darts-s1-seed0: failed (0/3 epochs): CIFAR-10 is missing; use --data DIR" in capsys.readouterr().out
+
+
 def test_collect_and_plot_verbs(cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     results = cli_run.parent
     assert main(["collect", str(results)]) == 0

@@ -55,7 +55,7 @@ def _collect(args: argparse.Namespace) -> int:
     results_dir = Path(args.results_dir)
     parquet, csv, rows = collect_to_files(results_dir, args.out and Path(args.out))
     print(f"{parquet} (+ {csv.name}): {rows} rows")
-    for run_dir in run_directories(results_dir):
+    for run_dir in run_directories(results_dir, started=True):
         try:
             status = read_status(run_dir) or {"state": "not started", "epochs_completed": 0, "epochs": "?"}
         except DataFileError as err:
