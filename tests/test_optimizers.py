@@ -11,7 +11,6 @@ import dataclasses
 import io
 import math
 import sys
-import textwrap
 
 import pytest
 import torch
@@ -23,6 +22,7 @@ from benchmarks.nasbench101 import ModelSpec
 from optimizers import registry
 from optimizers.darts import DARTS
 from tests import helpers
+from tests.runs import REPO
 
 STEPS = 2
 EPOCHS = 2
@@ -180,26 +180,23 @@ def test_a_test_local_optimizer_runs_through_the_same_interface(isolated_registr
     check_seeds("argmax-eval-darts", cifar_batches)
 
 
-PLUGIN = '''
-from optimizers import register
-from optimizers.random_ws import RandomWS
+def guide_example() -> str:
+    """The plug-in file of docs/adding-an-optimizer.md, section 2 (its first Python block)."""
+    guide = (REPO / "docs" / "adding-an-optimizer.md").read_text()
+    section = guide.split("\n## 2.", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-@register("plugin-random-ws")
-class PluginRandomWS(RandomWS):
-    """Random search with weight sharing, registered from a file outside the package."""
-'''
-
-
-def test_load_plugin_registers_the_optimizer_of_a_file(isolated_registry, tmp_path, cifar_batches):
-    path = tmp_path / "my_optimizer.py"
-    path.write_text(textwrap.dedent(PLUGIN))
+def test_the_guide_example_is_a_plugin_that_runs_and_resumes(isolated_registry, tmp_path, cifar_batches):
+    path = tmp_path / "my_random_ws.py"
+    path.write_text(guide_example())
     try:
         optimizers.load_plugin(path)
-        assert "plugin-random-ws" in optimizers.available()
-        check_runs_and_resumes("plugin-random-ws", cifar_batches)
+        assert "my-random-ws" in optimizers.available()
+        check_runs_and_resumes("my-random-ws", cifar_batches)
+        check_seeds("my-random-ws", cifar_batches)
     finally:
-        sys.modules.pop("nas_harness_plugin_my_optimizer", None)
+        sys.modules.pop("nas_harness_plugin_my_random_ws", None)
 
 
 def test_load_plugin_of_a_missing_file_names_it(tmp_path):

@@ -24,8 +24,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--models",
         type=int,
-        help="total number of models: fewer than the spaces hold = a random "
-        "subset, more = padded with random other NAS-Bench-101 models (at most 423624)",
+        help="total number of models: fewer than the spaces hold = a random subset (for query and tests: a "
+        "search needs all of its space's models), more = padded with random other NAS-Bench-101 models (at most "
+        "423624)",
     )
     parser.add_argument(
         "--spaces",
