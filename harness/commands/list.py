@@ -18,7 +18,8 @@ def _list(args: argparse.Namespace) -> int:
     for number, space in SEARCH_SPACES.items():
         print(
             f"  {number}: {space.num_choice_nodes} choice nodes, {space.num_alphas} architecture parameters, "
-            f"{space.num_models:,} distinct NAS-Bench-101 models, best test error {space.reference_best_test_error:.4f}"
+            f"{space.num_models:,} distinct NAS-Bench-101 models, best mean test error in NAS-Bench-101 "
+            f"{space.reference_best_test_error:.4f}"
         )
     print("Optimizers:")
     width = max(len(name) for name in optimizers.available())
