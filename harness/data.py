@@ -31,12 +31,15 @@ PADDING = 4
 
 
 def ensure_cifar10(root: str | Path) -> Path:
-    """The `cifar-10-batches-py` folder under `root`, downloaded and unpacked there if missing.
+    """The `cifar-10-batches-py` folder under `root` (or `root` itself when it holds the batch
+    files), downloaded and unpacked there if missing.
 
     An existing folder is used as is (no checksum: pre-extracted copies may differ from the
     official archive); the downloaded archive is checked for size and MD5, and unpacked into a
     temporary folder that is renamed into place, so an interrupted unpacking leaves nothing.
     """
+    if (Path(root) / TRAIN_FILES[0]).is_file():  # --data named the batches folder itself
+        return Path(root)
     folder = Path(root) / CIFAR10_FOLDER
     if folder.is_dir():
         return folder

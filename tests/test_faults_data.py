@@ -94,6 +94,12 @@ def test_truncated_file_is_corrupt(tmp_path: Path) -> None:
         read_cifar10_train(folder)
 
 
+def test_data_may_name_the_batches_folder_itself(tmp_path: Path) -> None:
+    folder = write_batches(tmp_path / CIFAR10_FOLDER)
+    assert ensure_cifar10(folder) == folder == ensure_cifar10(tmp_path)
+    assert not (folder / CIFAR10_FOLDER).exists()  # nothing downloaded into it
+
+
 def test_batches_folder_that_is_a_file_is_named(tmp_path: Path) -> None:
     (tmp_path / CIFAR10_FOLDER).write_text("not a folder")
     with pytest.raises(DataFileError, match="cifar-10-batches-py is a file, not a folder"):
