@@ -76,6 +76,19 @@ def test_damage_names_file_and_offset(tmp_path: Path, change, message: str) -> N
     assert "python -m harness fetch nasbench101" in text and "corrupt" in text
 
 
+@pytest.mark.parametrize(
+    ("start", "looks"),
+    [(b"PK\x03\x04" + bytes(40), "it is a zip archive (a .npz?)"), (b"{}" + bytes(40), "are not a record header")],
+)
+def test_a_file_of_another_kind_is_named_as_such(tmp_path: Path, start: bytes, looks: str) -> None:
+    path = tmp_path / "table.tfrecord"
+    path.write_bytes(start)
+    with pytest.raises(DataFileError) as caught:
+        list(iter_records(path))
+    text = str(caught.value)
+    assert f"{path} is not a TFRecord file" in text and looks in text and "give the NAS-Bench-101 .tfrecord" in text
+
+
 def test_writer_leaves_nothing_on_error(tmp_path: Path) -> None:
     def payloads():
         yield b"one"

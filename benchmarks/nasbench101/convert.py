@@ -93,12 +93,18 @@ def default_cache_path(source: str | os.PathLike) -> Path:
 def _metadata(arrays: np.lib.npyio.NpzFile, cache: str | os.PathLike) -> dict:
     metadata = json.loads(arrays["metadata"].tobytes().decode("utf-8"))
     if metadata.get("format") != FORMAT:
-        raise DataFileError(f"{cache} is not a NAS-Bench-101 table cache (format {metadata.get('format')!r})")
+        raise DataFileError(
+            f"{cache} is not a NAS-Bench-101 table cache (format {metadata.get('format')!r}): give the .tfrecord or "
+            f"the {CACHE_SUFFIX} made from it"
+        )
     return metadata
 
 
 def _not_a_cache(cache: str | os.PathLike, err: Exception) -> DataFileError:
-    return DataFileError(f"{cache} is not a NAS-Bench-101 table cache ({err}); delete it and convert again")
+    return DataFileError(
+        f"{cache} is not a NAS-Bench-101 table cache ({err}): give the .tfrecord or the {CACHE_SUFFIX} made from it "
+        "(a damaged cache: delete it and convert again)"
+    )
 
 
 def read_metadata(cache: str | os.PathLike) -> dict:

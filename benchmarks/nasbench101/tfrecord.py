@@ -73,6 +73,25 @@ def corrupt_record_error(path: str | os.PathLike, offset: int, problem: str) -> 
     )
 
 
+_OTHER_FORMATS = {
+    b"PK\x03\x04": "a zip archive (a .npz?)",
+    b"\x1f\x8b": "gzip-compressed",
+    b"\x93NUMPY": "a .npy array",
+}
+"""File signatures of formats a NAS-Bench-101 .tfrecord is mistaken for."""
+
+
+def not_a_tfrecord_error(path: str | os.PathLike, start: bytes) -> DataFileError:
+    """The error for a file whose first record header is not a TFRecord's: what it looks like
+    instead, and both fixes (another file, or a fresh download of a damaged one)."""
+    kind = next((name for magic, name in _OTHER_FORMATS.items() if start.startswith(magic)), None)
+    looks = f"it is {kind}" if kind else "its first bytes are not a record header"
+    return DataFileError(
+        f"{path} is not a TFRecord file ({looks}): give the NAS-Bench-101 .tfrecord (e.g. "
+        f"nasbench_only108.tfrecord); if it is one, it is damaged: delete it and download it again (`{FETCH_HINT}`)"
+    )
+
+
 def iter_records(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
     """Yield (byte offset of the record in the file, payload) for every record of a TFRecord file.
 
@@ -89,6 +108,8 @@ def iter_records(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
                 raise corrupt_record_error(path, offset, f"truncated header ({len(header)} of 12 bytes)")
             length, length_crc = _HEADER.unpack(header)
             if masked_crc32c(header[:8]) != length_crc:
+                if offset == 0:
+                    raise not_a_tfrecord_error(path, header)
                 raise corrupt_record_error(path, offset, "CRC mismatch in the length field")
             left = size - offset - _HEADER.size
             if length + _FOOTER.size > left:
