@@ -23,6 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RESUMABLE_VERBS = ("run", "sweep", "demo", "reproduce")
+"""Verbs whose interrupted work the same command resumes."""
+RESUME_HINT = "; finished epochs are kept: run the same command again to resume"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv` and run the verb; a `HarnessError`, or a write that fails for want of space or
     permission (`harness.storage`), prints as one line and exits with 2."""
@@ -33,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        resumable = args.verb in RESUMABLE_VERBS
+        print("interrupted" + (RESUME_HINT if resumable else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:
         sys.stderr.close()

@@ -287,7 +287,10 @@ class SearchRun:
         return state["records"], state["stop"]
 
     def _summary(self, row: dict) -> str:
-        eigen = "n/a" if row["hessian_eigenvalue"] != row["hessian_eigenvalue"] else f"{row['hessian_eigenvalue']:.4g}"
+        """The console line of a row; the Hessian's parts only where one was computed."""
+        eigenvalue, hessian_seconds = row["hessian_eigenvalue"], row["hessian_seconds"]
+        computed = eigenvalue == eigenvalue or hessian_seconds > 0  # a NaN eigenvalue that took time is shown
+        eigen = f" | Hessian eig {'n/a' if eigenvalue != eigenvalue else f'{eigenvalue:.4g}'}" if computed else ""
         train = (
             "before training"
             if row["epoch"] == 0
@@ -295,9 +298,9 @@ class SearchRun:
         )
         return (
             f"{row['run']} | epoch {row['epoch']}/{self.config.epochs} | test error {row['test_error']:.4f} "
-            f"(regret {row['regret']:.4f}) | Hessian eig {eigen} | {train} | supernet valid acc "
-            f"{row['supernet_valid_accuracy']:.1%} | {row['epoch_seconds']:.1f} s + "
-            f"{row['hessian_seconds']:.1f} s Hessian"
+            f"(regret {row['regret']:.4f}){eigen} | {train} | supernet valid acc "
+            f"{row['supernet_valid_accuracy']:.1%} | {row['epoch_seconds']:.1f} s"
+            + (f" + {hessian_seconds:.1f} s Hessian" if computed else "")
             + (f" | stopped: {row['stop_reason']}" if row["stop_reason"] else "")
         )
 

@@ -108,5 +108,6 @@ def test_sigterm_ends_a_run_like_ctrl_c(cifar_root: Path, tmp_path: Path, synthe
     output = process.communicate(timeout=120)[0]
     assert process.returncode == 130, output
     assert "Traceback" not in output
+    assert output.splitlines()[-1] == "interrupted; finished epochs are kept: run the same command again to resume"
     status = read_status(run_dir)
     assert status["state"] == "interrupted" and "run the same command again to resume" in status["error"]

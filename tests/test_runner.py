@@ -305,3 +305,21 @@ def test_cudnn_benchmark_follows_the_run_on_cuda_only_and_is_restored_after_it()
         assert torch.backends.cudnn.benchmark is True
     finally:
         torch.backends.cudnn.benchmark = before
+
+
+def test_the_epoch_line_shows_the_hessian_only_where_one_was_computed():
+    from harness.config import make_config
+    from harness.runner import SearchRun
+
+    run = SearchRun.__new__(SearchRun)  # only the line's formatting, no run directory
+    run.config = make_config("darts", 1, epochs=3)
+    row = {
+        "run": "darts-s1-seed0", "epoch": 1, "test_error": 0.1, "regret": 0.01, "hessian_eigenvalue": float("nan"),
+        "hessian_seconds": 0.0, "train_loss": 1.0, "train_accuracy": 0.5, "supernet_valid_accuracy": 0.4,
+        "epoch_seconds": 2.0, "stop_reason": "",
+    }  # fmt: skip
+    assert run._summary(row).endswith("| supernet valid acc 40.0% | 2.0 s") and "Hessian" not in run._summary(row)
+    row.update(hessian_eigenvalue=0.25, hessian_seconds=1.5)
+    assert "| Hessian eig 0.25 |" in run._summary(row) and run._summary(row).endswith("2.0 s + 1.5 s Hessian")
+    row.update(hessian_eigenvalue=float("nan"))
+    assert "| Hessian eig n/a |" in run._summary(row)

@@ -95,8 +95,9 @@ def _sweep(args: argparse.Namespace) -> int:
     gpus = parse_int_list(args.gpus) if args.gpus else []
     jobs = max(args.jobs, len(gpus) * args.runs_per_gpu) if gpus else args.jobs
     threads = threads_per_run(jobs, gpus, args.threads)
+    methods = _count(len(entries), "optimizer or variant", "optimizers or variants")
     print(
-        f"sweep: {len(configs)} runs ({len(entries)} methods x spaces {args.spaces} x seeds {args.seeds}) "
+        f"sweep: {_count(len(configs), 'run')} ({methods} x spaces {args.spaces} x seeds {args.seeds}) "
         f"-> {configs[0].out}, {jobs} at a time ({args.backend}), {threads} CPU thread(s) each",
         flush=True,
     )
@@ -106,6 +107,11 @@ def _sweep(args: argparse.Namespace) -> int:
     failed = print_outcomes(outcomes)
     print_next_steps(configs[0].out, outcomes)
     return 1 if failed else 0
+
+
+def _count(number: int, one: str, many: str | None = None) -> str:
+    """'1 run', '2 runs' (`many`: the plural where it is not `one` + 's')."""
+    return f"{number} {one if number == 1 else many or one + 's'}"
 
 
 def add_parser(subparsers) -> None:
