@@ -63,9 +63,13 @@ def set_threads(threads: int | None = None, concurrent: int = 1) -> int:
     return chosen
 
 
-def threads_line(run_name: str, threads: int, chosen: bool = False) -> str:
-    """The first line of a run: how many threads it computes with, and how to change that."""
-    how = "as asked" if chosen else "the cores free to this process, shared among concurrent runs"
+FREE_CORES = "the cores free to this process, shared among concurrent runs"
+"""How a run's thread count was chosen when nobody asked for one."""
+
+
+def threads_line(run_name: str, threads: int, how: str = FREE_CORES) -> str:
+    """The first line of a run: how many threads it computes with, how they were chosen ("as
+    asked", `FREE_CORES`, ...), and how to change that."""
     return f"{run_name}: {threads} CPU thread{'s' if threads != 1 else ''} ({how}; --threads N to change)"
 
 

@@ -50,7 +50,7 @@ from harness.results import (
     write_status,
     write_table,
 )
-from harness.run_log import device_name, finished_line, run_logging, set_threads, threads_line
+from harness.run_log import FREE_CORES, device_name, finished_line, run_logging, set_threads, threads_line
 from harness.signals import sigterm_as_interrupt
 from harness.storage import record_failure
 from optimizers.base import Batch
@@ -75,8 +75,16 @@ class SearchRun:
     """A run directory and the objects of one search; `execute()` runs or resumes it."""
 
     def __init__(
-        self, config: RunConfig, progress: bool = True, log: Callable[[str], None] = print, wait: bool = False
+        self,
+        config: RunConfig,
+        progress: bool = True,
+        log: Callable[[str], None] = print,
+        wait: bool = False,
+        threads_how: str | None = None,
     ):
+        """threads_how: how `config.threads` was chosen, for the run's first line, when not by
+        the user (a sweep's share of the cores)."""
+        self.threads_how = threads_how
         for plugin in config.plugins:
             optimizers.load_plugin(plugin)
         self.config = config
@@ -137,7 +145,8 @@ class SearchRun:
             recover_run_directory(self.run_dir, table_dtypes(self.optimizer_class), self.log)
             with run_logging(self.run_dir, self.log) as self.log:
                 threads = set_threads(self.config.threads)
-                self.log(threads_line(self.config.run_name, threads, chosen=self.config.threads is not None))
+                how = self.threads_how or ("as asked" if self.config.threads is not None else FREE_CORES)
+                self.log(threads_line(self.config.run_name, threads, how))
                 self._execute()
                 self.log(finished_line(self.run_dir))
         return self.run_dir
@@ -464,8 +473,12 @@ class _LazyBatch:
 
 
 def run_search(
-    config: RunConfig, progress: bool = True, log: Callable[[str], None] = print, wait: bool = False
+    config: RunConfig,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    wait: bool = False,
+    threads_how: str | None = None,
 ) -> Path:
     """Run or resume one search; returns its run directory. `wait`: if another process is
-    running it, wait for that process instead of failing."""
-    return SearchRun(config, progress, log, wait).execute()
+    running it, wait for that process instead of failing; `threads_how`: see `SearchRun`."""
+    return SearchRun(config, progress, log, wait, threads_how).execute()

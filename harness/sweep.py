@@ -129,6 +129,7 @@ def run_one(
     from harness.runner import run_search
 
     run_config = RunConfig(**config)
+    threads_how = None if run_config.threads else "the sweep's share of the free cores"
     run_config = dataclasses.replace(run_config, threads=run_config.threads or threads)  # this run's share
     run_dir = Path(run_config.out) / run_config.run_name
     log_file = str(run_dir / LOG_FILE)
@@ -145,9 +146,15 @@ def run_one(
             if gpus:
                 with gpu_slot(gpus, runs_per_gpu) as device:
                     log(f"on {device}")
-                    run_search(dataclasses.replace(run_config, device=device), progress=False, log=log, wait=True)
+                    run_search(
+                        dataclasses.replace(run_config, device=device),
+                        progress=False,
+                        log=log,
+                        wait=True,
+                        threads_how=threads_how,
+                    )
             else:
-                run_search(run_config, progress=False, log=log, wait=True)
+                run_search(run_config, progress=False, log=log, wait=True, threads_how=threads_how)
     except HarnessError as err:
         return RunOutcome(run_config.run_name, "failed", str(err), time.perf_counter() - started, log_file)
     except Exception:

@@ -132,6 +132,7 @@ def test_failing_runs_are_reported_and_the_rest_complete_then_skipped(
     assert "missing.tfrecord not found" in outcomes[2].detail and "--benchmark synthetic" in outcomes[2].detail
     finished = [out / configs[i].run_name for i in (0, 3)]
     assert all(is_complete(d) for d in finished)
+    assert "(the sweep's share of the free cores; --threads N to change)" in (finished[0] / LOG_FILE).read_text()
     before = {d: stamps(d) for d in finished}
 
     again = run_sweep(configs, jobs=2)
