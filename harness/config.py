@@ -182,7 +182,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "optimizer_options": {"batch_size": 32, "eval_samples": 50, "eval_top": 2},
     },
 }
-"""quick: a tiny model on 1,000 images for 3 epochs; about a minute on 2 CPU cores."""
+PRESET_DESCRIPTIONS = {
+    "paper": "the paper's setting (the default): 100 epochs, the full supernet, all 50,000 training images",
+    "quick": "a tiny model on 1,000 images for 3 epochs; about a minute on 2 CPU cores",
+}
+"""What each of `PRESETS` is, for `list`."""
 
 
 def make_config(optimizer: str, space: int, seed: int = 0, preset: str = "paper", **overrides: Any) -> RunConfig:

@@ -123,7 +123,7 @@ def _transfer(
                 unit="B",
                 unit_scale=True,
                 desc=part.name[: -len(".part")],
-                disable=not progress,
+                disable=None if progress else True,  # None: only on a terminal
             ) as bar,
         ):
             while chunk := response.read(chunk_size):

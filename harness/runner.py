@@ -369,7 +369,7 @@ class _Search:
             total=data.steps_per_epoch,
             desc=f"{self.config.run_name} epoch {epoch + 1}/{self.config.epochs}",
             leave=False,
-            disable=not self.run.progress,
+            disable=None if self.run.progress else True,  # None: only on a terminal
             unit="step",
         )
         valid_batch = None
@@ -413,7 +413,7 @@ class _Search:
             self.measurements,
             desc=f"{self.config.run_name} row {epoch}",
             leave=False,
-            disable=not self.run.progress,
+            disable=None if self.run.progress else True,  # None: only on a terminal
             unit="measurement",
         )
         for measurement in stages:

@@ -108,6 +108,11 @@ def make_figures(
         written += save_summary(stats, summary_markdown(stats, benchmark_tag(table)), out)
     for name in FIGURES if figure == "all" else [figure] if figure in FIGURES else []:
         written += _write_preset(table, FIGURES[name], out, log_y, regret, size, report)
+    if figure in FIGURES and not written:
+        raise PlotsError(
+            f"the table has none of {figure}'s methods ({', '.join(FIGURES[figure].methods)}); nothing was drawn: "
+            "run them, or plot without --figure to draw the methods the table has"
+        )
     return written
 
 

@@ -17,6 +17,7 @@ import pytest
 import optimizers
 from benchmarks.nasbench1shot1.spaces import SEARCH_SPACES
 from harness.cli import main
+from harness.config import PRESETS
 from harness.results import COLLECTED_FILE, TABLE_FILE, read_table
 from harness.run_log import finished_line
 from tests.runs import RAISING_PLUGIN, TINY_SETTINGS, cli_args, set_args, tiny_config
@@ -65,9 +66,23 @@ def test_list_shows_spaces_with_sizes_and_every_optimizer(synthetic_table, capsy
         space = SEARCH_SPACES[number]
         assert f"  {number}: {space.num_choice_nodes} choice nodes, {alphas} architecture parameters, " in out
         assert f"{space.num_models:,} distinct NAS-Bench-101 models" in out
-    listed = {line.split()[0] for line in out.split("Optimizers:\n")[1].split("Presets:")[0].splitlines()}
+    listed = {line.split()[0] for line in out.split("Optimizers:\n")[1].split("Presets")[0].splitlines()}
     assert set(BUILT_IN) <= listed and set(optimizers.available()) <= listed
-    assert "Presets: paper, quick" in out
+    presets = out.split("Presets (--preset):\n")[1].splitlines()
+    assert [line.split()[0] for line in presets] == list(PRESETS)
+    assert "(no docstring" not in out and "Base class" not in out
+
+
+def test_list_gives_a_plugin_without_a_docstring_none_of_its_base() -> None:
+    from harness.commands.list import own_docstring
+    from optimizers.base import SearchOptimizer
+    from optimizers.darts import DARTS
+
+    class Bare(SearchOptimizer):
+        pass
+
+    assert own_docstring(Bare) == "(no docstring; a subclass of SearchOptimizer)"
+    assert own_docstring(DARTS).startswith("Softmax mixing of all ops and edges")
 
 
 def test_run_writes_the_resolved_overrides(cli_run: Path) -> None:

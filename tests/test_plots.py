@@ -291,3 +291,6 @@ def test_presets_draw_what_is_there_and_name_what_is_missing(tmp_path: Path) -> 
     assert "darts-es" in markdown  # named as missing
     fig = plots.figures(table, figure="regularisation")["regularisation_test_error"]
     assert legend_texts(fig)[:2] == ["R-DARTS(L2) (n=3)", "SDARTS-RS (n=3)"]  # the preset's order
+    with pytest.raises(plots.PlotsError, match="the table has none of fig3's methods"):
+        plots.make_figures(table[table["optimizer"] == "enas"], tmp_path / "none", figure="fig3")
+    assert not (tmp_path / "none").exists() or not any((tmp_path / "none").iterdir())

@@ -9,7 +9,7 @@ import inspect
 def _list(args: argparse.Namespace) -> int:
     import optimizers
     from benchmarks.nasbench1shot1.spaces import SEARCH_SPACES
-    from harness.config import PRESETS
+    from harness.config import PRESET_DESCRIPTIONS
     from optimizers.variants import methods
 
     for plugin in args.plugin:
@@ -24,7 +24,7 @@ def _list(args: argparse.Namespace) -> int:
     print("Optimizers:")
     width = max(len(name) for name in optimizers.available())
     for name in optimizers.available():
-        summary = " ".join((inspect.getdoc(optimizers.get(name)) or "").split("\n\n")[0].split())
+        summary = " ".join(own_docstring(optimizers.get(name)).split("\n\n")[0].split())
         print(f"  {name:<{width}}  {summary}")
     print("Variants (named settings of an optimizer; `select` picks among a method's):")
     for method, members in [*methods().items(), ("", optimizers.variants(method=""))]:
@@ -33,8 +33,18 @@ def _list(args: argparse.Namespace) -> int:
         for variant in members:
             settings = " ".join(f"{key}={value}" for key, value in variant.settings.items())
             print(f"    {variant.name} ({variant.optimizer} {settings})")
-    print("Presets: " + ", ".join(PRESETS))
+    print("Presets (--preset):")
+    for name, description in PRESET_DESCRIPTIONS.items():
+        print(f"  {name:<6}  {description}")
     return 0
+
+
+def own_docstring(cls: type) -> str:
+    """`cls`'s own docstring (not one inherited from a base class), or a note that it has none."""
+    doc = cls.__dict__.get("__doc__")
+    if doc:
+        return inspect.cleandoc(doc)
+    return f"(no docstring; a subclass of {cls.__mro__[1].__name__})"
 
 
 def add_parser(subparsers) -> None:
