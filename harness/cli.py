@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import pkgutil
 import sys
@@ -23,6 +24,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _verb_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def _options(parser: argparse.ArgumentParser) -> list[str]:
+    return [name for action in parser._actions for name in action.option_strings if name.startswith("--")]
+
+
+def unrecognized(parser: argparse.ArgumentParser, verb: str, extras: list[str]) -> str:
+    """The one-line error for arguments `verb` does not take: the nearest of its options, and the
+    verbs that do take such an option (`run --seeds` -> `sweep`)."""
+    verbs = _verb_parsers(parser)
+    hints = []
+    for name in dict.fromkeys(arg.split("=", 1)[0] for arg in extras if arg.startswith("--")):
+        near = difflib.get_close_matches(name, _options(verbs[verb]), n=1, cutoff=0.75)
+        elsewhere = [other for other, other_parser in verbs.items() if name in _options(other_parser)]
+        hint = f"did you mean {near[0]}?" if near else ""
+        if elsewhere:
+            hint += f"{' (' if hint else ''}{name} is an option of {', '.join(elsewhere)}{')' if hint else ''}"
+        hints += [hint] if hint else []
+    return (
+        f"{verb}: unrecognized arguments: {' '.join(extras)}{'; ' if hints else ''}{'; '.join(hints)}; "
+        f"`python -m harness {verb} --help` lists its options"
+    )
+
+
 RESUMABLE_VERBS = ("run", "sweep", "demo", "reproduce")
 """Verbs whose interrupted work the same command resumes."""
 RESUME_HINT = "; finished epochs are kept: run the same command again to resume"
@@ -31,7 +58,11 @@ RESUME_HINT = "; finished epochs are kept: run the same command again to resume"
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv` and run the verb; a `HarnessError`, or a write that fails for want of space or
     permission (`harness.storage`), prints as one line and exits with 2."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        print(f"error: {unrecognized(parser, args.verb, extras)}", file=sys.stderr)
+        return 2
     try:
         return int(args.handler(args) or 0)
     except HarnessError as err:
