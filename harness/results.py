@@ -142,3 +142,18 @@ def _failed_runs(results_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
         if status.get("state") == "failed":
             runs.append((run_dir, status))
     return runs
+
+
+def unfinished_runs(results_dir: Path) -> list[str]:
+    """'name (state, k/n epochs)' for each run under `results_dir` that has rows but has not
+    completed (its figures would show a shorter trajectory than planned)."""
+    unfinished = []
+    for run_dir in run_directories(results_dir):
+        try:
+            status = read_status(run_dir)
+        except DataFileError:
+            continue
+        if status and (run_dir / TABLE_FILE).exists() and not is_complete(status, status.get("epochs")):
+            done, planned = status.get("epochs_completed"), status.get("epochs")
+            unfinished.append(f"{run_dir.name} ({status.get('state')}, {done}/{planned} epochs)")
+    return unfinished

@@ -147,6 +147,9 @@ def test_collect_tells_a_killed_run_from_a_running_one(
     finally:
         holder.close()
     assert f"{cli_run.name}: running (1/3 epochs)\n" in capsys.readouterr().out
+    assert main(["plot", str(run_dir.parent), "--out", str(tmp_path / "figures")]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: drawn with their rows so far, not complete: {cli_run.name} (running, 1/3 epochs)" in err
 
 
 def test_collect_and_plot_name_a_run_that_failed_before_its_first_row(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -18,7 +19,7 @@ def tidy_table(source: Path, out: Path) -> Path:
     no run directories, e.g. a table copied from elsewhere). A folder that cannot be written
     (read-only storage) gets its collected table written into `out` instead."""
     from harness.commands.collect import collect_to_files
-    from harness.results import COLLECTED_FILE, TABLE_FILE, run_directories
+    from harness.results import COLLECTED_FILE, TABLE_FILE, run_directories, unfinished_runs
     from harness.storage import is_storage_error
 
     source = Path(source)
@@ -35,6 +36,9 @@ def tidy_table(source: Path, out: Path) -> Path:
         if not is_storage_error(err):
             raise
         parquet, _, _ = collect_to_files(source, out)
+    unfinished = unfinished_runs(source)
+    if unfinished:
+        print(f"warning: drawn with their rows so far, not complete: {', '.join(unfinished)}", file=sys.stderr)
     return parquet
 
 
