@@ -6,6 +6,7 @@ the same call is made again, and only a complete, checked file is renamed onto `
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -57,6 +58,7 @@ def download(
         if expected_size is None or size == expected_size:
             return dest
         raise DataFileError(f"{dest} has {size} bytes, expected {expected_size}: delete it and download it again")
+    made = [folder for folder in (dest.parent, *dest.parent.parents) if not folder.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     start = part.stat().st_size if part.is_file() else 0
@@ -78,6 +80,9 @@ def download(
                 f"download of {url} broke off after {done} bytes ({reason}); run the same command again to resume, "
                 f"or {_manual_hint(url, dest)}"
             ) from None
+        for folder in made:  # nothing came: leave no empty folders behind (deepest first)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise HarnessError(
             f"cannot reach {host} ({reason}): this machine may be offline; {_manual_hint(url, dest)}"
         ) from None

@@ -97,6 +97,7 @@ class SearchRun:
         self.identity = run_identity(self.resolved, self.optimizer_class)
         self.digest = config_digest(self.identity)
         self.run_dir = Path(config.out) / config.run_name
+        resolve_device(config.device)  # a device this machine lacks fails here, before any folder is made
 
     def prepare_directory(self) -> None:
         """Create the run directory, or check that an existing one holds this same run (then keep

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import optimizers
 from benchmarks.nasbench1shot1.spaces import SEARCH_SPACES
@@ -303,3 +304,10 @@ def test_docs_cli_md_covers_every_verb_and_option() -> None:
         names += [action.dest for action in parser._actions if not action.option_strings]
         missing = [name for name in names if name not in sections[verb]]
         assert not missing, f"docs/cli.md's `{verb}` section lacks {missing}"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_missing_cuda_device_fails_before_any_folder_is_made(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "--optimizer", "darts", "--space", "1", "--device", "cuda", "--out", str(tmp_path / "r")]) == 2
+    assert "PyTorch sees no CUDA device here; use --device cpu" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -79,8 +79,9 @@ def test_offline_message(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}/nasbench_only108.tfrecord"
-    dest = tmp_path / "nasbench_only108.tfrecord"
+    dest = tmp_path / "data" / "nasbench_only108.tfrecord"
     with pytest.raises(HarnessError) as caught:
         download(url, dest, progress=False)
     text = str(caught.value)
     assert "cannot reach 127.0.0.1" in text and f"curl -L -C - -o {dest} {url}" in text and "\n" not in text
+    assert list(tmp_path.iterdir()) == []  # the folder made for it is gone again
