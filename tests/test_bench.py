@@ -55,3 +55,17 @@ def test_bench_refuses_to_time_the_hessian_of_compiled_cells(capsys):
     code = main(["bench", "--optimizer", "darts", "--space", "1", "--compile", "--device", "cpu"])
     assert code != 0
     assert "--hessian-methods=" in capsys.readouterr().err
+
+
+def test_bench_out_writes_the_figures_as_json(tmp_path, capsys):
+    import json
+
+    from harness.cli import main
+
+    args = ["bench", "--optimizer", "darts", "--space", "1", "--device", "cpu", "--steps", "1", "--warmup", "0"]
+    args += ["--hessian-methods=", "--set", "channels=2", "--set", "cells=3", "--set", "batch_size=8"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / "bench-darts-s1.json").read_text())
+    assert f"bench: figures in {tmp_path / 'bench-darts-s1.json'}" in capsys.readouterr().out
+    assert saved["figures"]["step"]["count"] == 1 and saved["figures"]["step"]["median"] > 0
+    assert saved["config"]["channels"] == 2 and saved["bench"]["steps"] == 1 and saved["environment"]["torch"]

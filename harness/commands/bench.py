@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.config import RunConfig
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -30,7 +35,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     threads = set_threads(config.threads)
     print(f"bench: {threads} CPU thread{'s' if threads != 1 else ''} (--threads N to change)", flush=True)
-    run_bench(
+    figures = run_bench(
         config,
         steps=args.steps,
         warmup=args.warmup,
@@ -39,7 +44,38 @@ def _bench(args: argparse.Namespace) -> int:
         compile=args.compile,
         synthetic_images=args.data is None,
     )
+    if args.out:
+        print(f"bench: figures in {write_bench_json(Path(args.out), config, args, figures)}")
     return 0
+
+
+def write_bench_json(out: Path, config: RunConfig, args: argparse.Namespace, figures: dict[str, object]) -> Path:
+    """OUT/bench-OPTIMIZER-sSPACE.json: the figures (timings in ms: median, p10, p90, count), the
+    resolved configuration, what was timed and on what."""
+    import platform
+
+    import torch
+
+    from harness.components import resolve_device
+    from harness.results import write_json
+    from harness.run_log import device_name
+
+    path = out / f"bench-{config.optimizer}-s{config.space}.json"
+    write_json(
+        path,
+        {
+            "figures": {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in figures.items()},
+            "config": dataclasses.asdict(config),
+            "bench": {"steps": args.steps, "warmup": args.warmup, "compile": args.compile, "data": args.data},
+            "environment": {
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "device": device_name(resolve_device(config.device)),
+                "torch_threads": torch.get_num_threads(),
+            },
+        },
+    )
+    return path
 
 
 def add_parser(subparsers) -> None:
@@ -71,4 +107,7 @@ def add_parser(subparsers) -> None:
         "compiled cells, so leave --hessian-methods empty); the warm-up's time then includes the compilation",
     )
     add_run_options(parser)
+    next(
+        action for action in parser._actions if action.dest == "out"
+    ).help = "also write the figures to OUT/bench-OPTIMIZER-sSPACE.json (default: print them only)"
     parser.set_defaults(handler=_bench)
