@@ -285,7 +285,7 @@ def apply_settings(config: RunConfig, settings: dict[str, str], option_classes: 
             owners = _optimizers_with_option(key)
             if owners:
                 raise UnknownNameError(
-                    f"{key!r} is a setting of {', '.join(owners)}, not of this run's optimizer; settable: "
+                    f"{key!r} is a setting of {', '.join(owners)}, not of the optimizer(s) run here; settable: "
                     f"{', '.join(settable)}"
                 )
             hint = f"did you mean {' or '.join(near)}? " if near else ""

@@ -68,6 +68,7 @@ def download(
     try:
         total = _transfer(url, part, start, expected_size, timeout, chunk_size, progress)
     except urllib.error.HTTPError as err:
+        _undo_empty(part, made)
         raise HarnessError(
             f"{url}: the server answered HTTP {err.code} {err.reason}; {_manual_hint(url, dest)}"
         ) from None
@@ -80,9 +81,7 @@ def download(
                 f"download of {url} broke off after {done} bytes ({reason}); run the same command again to resume, "
                 f"or {_manual_hint(url, dest)}"
             ) from None
-        for folder in made:  # nothing came: leave no empty folders behind (deepest first)
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        _undo_empty(part, made)
         raise HarnessError(
             f"cannot reach {host} ({reason}): this machine may be offline; {_manual_hint(url, dest)}"
         ) from None
@@ -95,6 +94,16 @@ def download(
         raise DataFileError(f"{url}: MD5 checksum mismatch (expected {md5}); the download was removed, try again")
     os.replace(part, dest)
     return dest
+
+
+def _undo_empty(part: Path, made: list[Path]) -> None:
+    """After a download that brought nothing: remove an empty `part` file and the folders made
+    for it (deepest first), so a failed attempt leaves no trace."""
+    if part.is_file() and part.stat().st_size == 0:
+        part.unlink()
+    for folder in made:
+        with contextlib.suppress(OSError):  # not empty (or not ours to remove): kept
+            folder.rmdir()
 
 
 def _transfer(

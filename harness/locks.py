@@ -65,7 +65,8 @@ def hold_lock(path: Path, wait: bool, what: str) -> Iterator[None]:
 
 def is_held(path: Path) -> bool | None:
     """Whether a process holds the lock on `path` now: False when the file is missing or free,
-    None when this process cannot tell (it may not open the file)."""
+    None when this process cannot tell (it may not open the file). It asks by taking the lock for
+    an instant: a process that tries to take it without waiting in that instant is refused."""
     if not path.exists():
         return False
     try:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from benchmarks.cache import atomic_write
 from benchmarks.errors import DataFileError, MissingFileError
+from harness.locks import is_held
 from harness.schema import RUN_KEY, upgrade_table
 
 CONFIG_FILE = "config.json"
@@ -155,5 +156,12 @@ def unfinished_runs(results_dir: Path) -> list[str]:
             continue
         if status and (run_dir / TABLE_FILE).exists() and not is_complete(status, status.get("epochs")):
             done, planned = status.get("epochs_completed"), status.get("epochs")
-            unfinished.append(f"{run_dir.name} ({status.get('state')}, {done}/{planned} epochs)")
+            unfinished.append(f"{run_dir.name} ({shown_state(run_dir, status)}, {done}/{planned} epochs)")
     return unfinished
+
+
+def shown_state(run_dir: Path, status: dict[str, Any]) -> str:
+    """The state to show for a run: its status's, except `stopped` for one that says running but
+    whose lock no process holds (killed, or its machine went down)."""
+    state = status.get("state", "unknown")
+    return "stopped" if state == "running" and is_held(run_dir / LOCK_FILE) is False else state

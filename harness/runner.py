@@ -97,7 +97,6 @@ class SearchRun:
         self.identity = run_identity(self.resolved, self.optimizer_class)
         self.digest = config_digest(self.identity)
         self.run_dir = Path(config.out) / config.run_name
-        resolve_device(config.device)  # a device this machine lacks fails here, before any folder is made
 
     def prepare_directory(self) -> None:
         """Create the run directory, or check that an existing one holds this same run (then keep
@@ -141,10 +140,21 @@ class SearchRun:
         Holds the run directory's lock throughout (waits for another process holding it when
         `wait`, else fails). Any error, or an interrupt, is recorded in status.json.
         """
+        if not self.run_dir.exists():
+            resolve_device(self.config.device)  # a device this machine lacks fails before the folder is made
         with hold_lock(self.run_dir / LOCK_FILE, self.wait, f"run directory {self.run_dir}"), sigterm_as_interrupt():
-            self.prepare_directory()
-            recover_run_directory(self.run_dir, table_dtypes(self.optimizer_class), self.log)
-            with run_logging(self.run_dir, self.log) as self.log:
+            console, notices = self.log, []
+            self.log = notices.append  # what preparing the folder says goes to run.log too, once it is open
+            try:
+                self.prepare_directory()
+                recover_run_directory(self.run_dir, table_dtypes(self.optimizer_class), self.log)
+            except BaseException:
+                for line in notices:
+                    console(line)
+                raise
+            with run_logging(self.run_dir, console) as self.log:
+                for line in notices:
+                    self.log(line)
                 threads = set_threads(self.config.threads)
                 how = self.threads_how or ("as asked" if self.config.threads is not None else FREE_CORES)
                 self.log(threads_line(self.config.run_name, threads, how))

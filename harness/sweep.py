@@ -129,7 +129,8 @@ def run_one(
     from harness.runner import run_search
 
     run_config = RunConfig(**config)
-    threads_how = None if run_config.threads else "the sweep's share of the free cores"
+    share = "one per run with GPUs" if gpus else "the sweep's share of the free cores"
+    threads_how = None if run_config.threads else share
     run_config = dataclasses.replace(run_config, threads=run_config.threads or threads)  # this run's share
     run_dir = Path(run_config.out) / run_config.run_name
     log_file = str(run_dir / LOG_FILE)

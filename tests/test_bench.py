@@ -64,8 +64,10 @@ def test_bench_out_writes_the_figures_as_json(tmp_path, capsys):
 
     args = ["bench", "--optimizer", "darts", "--space", "1", "--device", "cpu", "--steps", "1", "--warmup", "0"]
     args += ["--hessian-methods=", "--set", "channels=2", "--set", "cells=3", "--set", "batch_size=8"]
-    assert main([*args, "--out", str(tmp_path)]) == 0
+    assert main([*args, "--quiet"]) == 2
+    assert "bench --quiet would print nothing: add --out DIR" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path), "--quiet"]) == 0
     saved = json.loads((tmp_path / "bench-darts-s1.json").read_text())
-    assert f"bench: figures in {tmp_path / 'bench-darts-s1.json'}" in capsys.readouterr().out
+    assert capsys.readouterr().out == f"bench: figures in {tmp_path / 'bench-darts-s1.json'}\n"
     assert saved["figures"]["step"]["count"] == 1 and saved["figures"]["step"]["median"] > 0
     assert saved["config"]["channels"] == 2 and saved["bench"]["steps"] == 1 and saved["environment"]["torch"]

@@ -40,6 +40,8 @@ BUILT_IN = (
 
 CLI_RUN_CONSOLE: list[str] = []
 """What `cli_run`'s command printed (a module-scoped fixture cannot use capsys)."""
+CLI_RUN_ARGS: list[list[str]] = []
+"""`cli_run`'s command line."""
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +51,22 @@ def cli_run(cifar_root: Path, synthetic_table, tmp_path_factory: pytest.TempPath
     config = tiny_config(cifar_root, tmp_path_factory.mktemp("cli-run"), "sdarts-rs", epochs=1, hessian=False)
     overrides = ["bn_momentum=0.9", "hessian_method=lanczos", "arch_lr=0.002", "epsilon_max=0.2"]
     console = io.StringIO()
+    args = [*cli_args(config), *(a for item in overrides for a in ("--set", item))]
     with contextlib.redirect_stdout(console):
-        assert main([*cli_args(config), *(a for item in overrides for a in ("--set", item))]) == 0
+        assert main(args) == 0
     CLI_RUN_CONSOLE.append(console.getvalue())
+    CLI_RUN_ARGS.append(args)
     return Path(config.out) / config.run_name
 
 
 def test_quiet_run_prints_only_where_its_results_are(cli_run: Path) -> None:
     assert CLI_RUN_CONSOLE[-1].splitlines() == [finished_line(cli_run)]
     assert "| epoch 1/1 |" in (cli_run / "run.log").read_text()  # the log keeps every line
+
+
+def test_a_complete_run_is_left_alone_whatever_device_is_named(cli_run: Path) -> None:
+    assert main([*CLI_RUN_ARGS[-1], "--device", "cuda"]) == 0  # a device outside the run's identity
+    assert "already complete (1 of 1 epochs), nothing to do" in (cli_run / "run.log").read_text()
 
 
 def test_list_shows_spaces_with_sizes_and_every_optimizer(synthetic_table, capsys: pytest.CaptureFixture) -> None:
@@ -150,7 +159,7 @@ def test_collect_tells_a_killed_run_from_a_running_one(
     assert f"{cli_run.name}: running (1/3 epochs)\n" in capsys.readouterr().out
     assert main(["plot", str(run_dir.parent), "--out", str(tmp_path / "figures")]) == 0
     err = capsys.readouterr().err
-    assert f"warning: drawn with their rows so far, not complete: {cli_run.name} (running, 1/3 epochs)" in err
+    assert f"warning: drawn with their rows so far, not complete: {cli_run.name} (stopped, 1/3 epochs)" in err
 
 
 def test_collect_and_plot_name_a_run_that_failed_before_its_first_row(

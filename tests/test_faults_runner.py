@@ -49,6 +49,7 @@ def test_damaged_table_is_rebuilt_and_orphans_removed(completed: tuple) -> None:
     assert (run_dir / f"{TABLE_FILE}.damaged").read_bytes() == b"PAR1 damaged by a crash"
     assert not list(run_dir.glob(".*.tmp"))
     assert any("was damaged: rebuilt its" in line for line in lines)
+    assert "was damaged: rebuilt its" in (run_dir / "run.log").read_text()  # kept there, even for --quiet
 
 
 def test_completed_run_on_read_only_storage_is_reported_complete(completed: tuple, monkeypatch) -> None:

@@ -70,8 +70,8 @@ def test_checks(server: str, tmp_path: Path) -> None:
     with pytest.raises(DataFileError, match="expected 5"):
         download(f"{server}/blob", tmp_path / "b", expected_size=5, progress=False)
     with pytest.raises(HarnessError, match="HTTP 404"):
-        download(f"{server}/nothing", tmp_path / "c", progress=False)
-    assert list(tmp_path.iterdir()) == []
+        download(f"{server}/nothing", tmp_path / "new" / "c", progress=False)
+    assert list(tmp_path.iterdir()) == []  # the folder made for "c" too
 
 
 def test_offline_message(tmp_path: Path) -> None:

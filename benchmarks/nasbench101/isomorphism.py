@@ -24,6 +24,8 @@ def canonical_codes(matrices: np.ndarray) -> np.ndarray:
     V*V-bit number."""
     matrices = np.asarray(matrices)
     count, size = len(matrices), matrices.shape[-1]
+    if size > 7:
+        raise ValueError(f"cells of up to 7 vertices fit a 64-bit code, got {size}")
     flat = matrices.reshape(count, size * size).astype(np.int64)
     weights = np.int64(1) << np.arange(size * size, dtype=np.int64)
     codes = np.full(count, np.iinfo(np.int64).max)

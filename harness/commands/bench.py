@@ -28,13 +28,16 @@ def _bench(args: argparse.Namespace) -> int:
             "--compile cannot time the Hessian (its double backward cannot run through compiled cells): "
             "add --hessian-methods="
         )
+    if args.quiet and not args.out:
+        raise SettingError("bench --quiet would print nothing: add --out DIR for the figures' JSON file")
     config = config_from_args(args, args.optimizer, args.space, args.seed)
     if set(methods) & set(NCHW_ONLY_METHODS):  # the default layout, as a run with such a method
         config = dataclasses.replace(config, channels_last=False)
     from harness.run_log import set_threads
 
     threads = set_threads(config.threads)
-    print(f"bench: {threads} CPU thread{'s' if threads != 1 else ''} (--threads N to change)", flush=True)
+    if not args.quiet:
+        print(f"bench: {threads} CPU thread{'s' if threads != 1 else ''} (--threads N to change)", flush=True)
     figures = run_bench(
         config,
         steps=args.steps,
@@ -43,6 +46,7 @@ def _bench(args: argparse.Namespace) -> int:
         profile=args.profile,
         compile=args.compile,
         synthetic_images=args.data is None,
+        log=(lambda _: None) if args.quiet else print,
     )
     if args.out:
         print(f"bench: figures in {write_bench_json(Path(args.out), config, args, figures)}")
@@ -106,7 +110,7 @@ def add_parser(subparsers) -> None:
         help="torch.compile each cell first (an experiment: the Hessian's double backward cannot run through "
         "compiled cells, so leave --hessian-methods empty); the warm-up's time then includes the compilation",
     )
-    add_run_options(parser)
+    add_run_options(parser, "print only where --out's JSON file is (needs --out)")
     next(
         action for action in parser._actions if action.dest == "out"
     ).help = "also write the figures to OUT/bench-OPTIMIZER-sSPACE.json (default: print them only)"

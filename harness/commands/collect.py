@@ -49,8 +49,7 @@ def collect_to_files(results_dir: Path, out: Path | None = None) -> tuple[Path, 
 
 def _collect(args: argparse.Namespace) -> int:
     from benchmarks.errors import DataFileError
-    from harness.locks import is_held
-    from harness.results import LOCK_FILE, read_status, run_directories
+    from harness.results import read_status, run_directories, shown_state
 
     results_dir = Path(args.results_dir)
     parquet, csv, rows = collect_to_files(results_dir, args.out and Path(args.out))
@@ -61,10 +60,9 @@ def _collect(args: argparse.Namespace) -> int:
         except DataFileError as err:
             print(f"  {run_dir.name}: status unknown ({err})")
             continue
-        state = status["state"]
+        state = shown_state(run_dir, status)
         detail = f": {status['error']}" if status.get("error") else ""
-        if state == "running" and is_held(run_dir / LOCK_FILE) is False:
-            state = "stopped"
+        if state == "stopped":
             detail = ": it says running, but no process holds it (killed?); the same command resumes it"
         print(f"  {run_dir.name}: {state} ({status['epochs_completed']}/{status['epochs']} epochs){detail}")
     return 0

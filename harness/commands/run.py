@@ -16,8 +16,9 @@ from harness.config import (
 )
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `run`, `sweep` and `bench` (everything but what picks the runs)."""
+def add_run_options(parser: argparse.ArgumentParser, quiet: str) -> None:
+    """Options shared by `run`, `sweep` and `bench` (everything but what picks the runs); `quiet`:
+    what --quiet does for this verb."""
     parser.add_argument("--epochs", type=int, help="search epochs (paper: 100)")
     parser.add_argument(
         "--preset",
@@ -25,7 +26,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         default="paper",
         help="paper: SPEC defaults, 100 epochs; quick: a tiny model on 1,000 images, 3 epochs",
     )
-    parser.add_argument("--data", help="folder holding cifar-10-batches-py/ (default: data/, downloaded when missing)")
+    parser.add_argument(
+        "--data", help="folder holding cifar-10-batches-py/, or that folder (default: data/, downloaded when missing)"
+    )
     parser.add_argument(
         "--benchmark", help=f"NAS-Bench-101 .tfrecord or cache, or 'synthetic' (default: {DEFAULT_BENCHMARK})"
     )
@@ -51,11 +54,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         dest="settings",
         help="override a run setting or an optimizer Config field, e.g. --set attack_steps=1",
     )
-    parser.add_argument(
-        "--quiet",
-        action="store_true",
-        help="print only where the results are (no progress bars or per-epoch lines; run.log has them)",
-    )
+    parser.add_argument("--quiet", action="store_true", help=quiet)
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
@@ -148,5 +147,5 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--space", type=int, required=True, choices=(1, 2, 3))
     parser.add_argument("--seed", type=int, default=0)
-    add_run_options(parser)
+    add_run_options(parser, "print only where the results are (no progress bars or per-epoch lines; run.log has them)")
     parser.set_defaults(handler=_run)

@@ -144,5 +144,5 @@ def add_parser(subparsers) -> None:
         help="loky: local processes; dask: a Dask cluster (--scheduler, else a LocalCluster)",
     )
     parser.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786")
-    add_run_options(parser)
+    add_run_options(parser, "no progress bars or per-epoch lines: the sweep's own lines and summary only")
     parser.set_defaults(handler=_sweep)
