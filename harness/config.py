@@ -32,8 +32,6 @@ OWN_FLAGS = {
     "threads": "give it as --threads",
 }
 """The RunConfig fields that --set does not take, and the flag that sets each."""
-NOT_SETTABLE = tuple(OWN_FLAGS)
-"""RunConfig fields `--set` may not change: they have options of their own."""
 HESSIAN_DATA = ("last", "fresh")
 VARIANT_NAME = re.compile(r"[a-z0-9][a-z0-9_.+=-]*")
 """Variant names: lower case, usable in a folder name."""
@@ -270,14 +268,14 @@ def coerce(value: Any, annotation: Any) -> Any:
 def apply_settings(config: RunConfig, settings: dict[str, str], option_classes: Sequence[type]) -> RunConfig:
     """Apply KEY=VALUE settings: RunConfig fields by name, else fields of any of `option_classes`
     (the optimizer Configs of a run or a sweep; each optimizer takes the fields it has)."""
-    run_hints = {k: v for k, v in typing.get_type_hints(RunConfig).items() if k not in NOT_SETTABLE}
+    run_hints = {k: v for k, v in typing.get_type_hints(RunConfig).items() if k not in OWN_FLAGS}
     option_hints = {}
     for option_class in reversed(option_classes):
         option_hints.update(typing.get_type_hints(option_class))
     options = dict(config.optimizer_options)
     changes = {}
     for key, value in settings.items():
-        if key in NOT_SETTABLE:
+        if key in OWN_FLAGS:
             raise UnknownNameError(f"{key} is not a --set setting; {OWN_FLAGS[key]}")
         if key not in run_hints and key not in option_hints:
             settable = sorted({*run_hints, *option_hints})

@@ -132,32 +132,33 @@ def collect(results_dir: Path, skipped: list[str] | None = None) -> pd.DataFrame
     return pd.concat(frames, ignore_index=True).sort_values([*RUN_KEY, "epoch"], ignore_index=True)
 
 
-def _failed_runs(results_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """(run directory, status) of the runs under `results_dir` whose status says `failed`."""
-    runs = []
-    for run_dir in run_directories(results_dir, started=True):
+def _readable_statuses(results_dir: Path, started: bool) -> list[tuple[Path, dict[str, Any]]]:
+    """(run directory, status) of the runs under `results_dir` (see `run_directories`) whose
+    status.json exists and can be read."""
+    found = []
+    for run_dir in run_directories(results_dir, started):
         try:
-            status = read_status(run_dir) or {}
+            status = read_status(run_dir)
         except DataFileError:
             continue
-        if status.get("state") == "failed":
-            runs.append((run_dir, status))
-    return runs
+        if status:
+            found.append((run_dir, status))
+    return found
+
+
+def _failed_runs(results_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(run directory, status) of the runs under `results_dir` whose status says `failed`."""
+    return [(d, status) for d, status in _readable_statuses(results_dir, True) if status.get("state") == "failed"]
 
 
 def unfinished_runs(results_dir: Path) -> list[str]:
     """'name (state, k/n epochs)' for each run under `results_dir` that has rows but has not
     completed (its figures would show a shorter trajectory than planned)."""
-    unfinished = []
-    for run_dir in run_directories(results_dir):
-        try:
-            status = read_status(run_dir)
-        except DataFileError:
-            continue
-        if status and (run_dir / TABLE_FILE).exists() and not is_complete(status, status.get("epochs")):
-            done, planned = status.get("epochs_completed"), status.get("epochs")
-            unfinished.append(f"{run_dir.name} ({shown_state(run_dir, status)}, {done}/{planned} epochs)")
-    return unfinished
+    return [
+        f"{d.name} ({shown_state(d, status)}, {status.get('epochs_completed')}/{status.get('epochs')} epochs)"
+        for d, status in _readable_statuses(results_dir, False)
+        if (d / TABLE_FILE).exists() and not is_complete(status, status.get("epochs"))
+    ]
 
 
 def shown_state(run_dir: Path, status: dict[str, Any]) -> str:

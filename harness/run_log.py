@@ -87,6 +87,20 @@ def finished_line(run_dir: str | Path) -> str:
     )
 
 
+def environment(device: Any) -> dict[str, Any]:
+    """What results were computed with: torch and Python versions, the device and its name, and
+    PyTorch's CPU threads (config.json's `environment`, bench's JSON)."""
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
 def device_name(device: Any) -> str:
     """A readable name of a torch device: the GPU's name, or the CPU's model name (from
     /proc/cpuinfo on Linux, else `platform.processor()`, else the machine type)."""

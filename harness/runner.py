@@ -8,7 +8,6 @@ call resumes."""
 from __future__ import annotations
 
 import itertools
-import platform
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,7 +49,7 @@ from harness.results import (
     write_status,
     write_table,
 )
-from harness.run_log import FREE_CORES, device_name, finished_line, run_logging, set_threads, threads_line
+from harness.run_log import FREE_CORES, environment, finished_line, run_logging, set_threads, threads_line
 from harness.signals import sigterm_as_interrupt
 from harness.storage import record_failure
 from optimizers.base import Batch
@@ -257,13 +256,7 @@ class SearchRun:
                 "reference_best_valid_error": self.space.reference_best_valid_error,
                 "metadata": table.metadata,
             },
-            "environment": {
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-                "device": str(device),
-                "device_name": device_name(device),
-                "torch_threads": torch.get_num_threads(),
-            },
+            "environment": environment(device),
             "data": {
                 "search_train": len(data.train),
                 "search_valid": len(data.valid),

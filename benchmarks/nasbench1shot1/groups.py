@@ -18,6 +18,12 @@ import torch
 from torch import Tensor
 
 
+def is_channels_last(tensor: Tensor) -> bool:
+    """Whether a 4-d tensor is stored channels-last (and not also NCHW-contiguous, as one with a
+    single channel or a 1x1 image is)."""
+    return tensor.is_contiguous(memory_format=torch.channels_last) and not tensor.is_contiguous()
+
+
 class GroupLayout:
     """How a (B, C, H, W) group is stored: (B, C, H, W) or, channels-last, (B, H, W, C); the
     views between images and stored groups, and the copy back into one image tensor."""
@@ -33,8 +39,7 @@ class GroupLayout:
         """The layout of groups of `channels` channels for activations like `images` (B, k * C,
         H, W): channels-last where `images` is (and not also NCHW-contiguous)."""
         batch, _, height, width = images.shape
-        channels_last = images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
-        return cls(batch, channels, height, width, channels_last)
+        return cls(batch, channels, height, width, is_channels_last(images))
 
     def as_images(self, group: Tensor) -> Tensor:
         """A stored group (B, *inner) as a (B, C, H, W) tensor (a view)."""

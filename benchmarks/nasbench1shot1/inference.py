@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmarks.nasbench1shot1.groups import GroupLayout, combine_groups
+from benchmarks.nasbench1shot1.groups import GroupLayout, combine_groups, is_channels_last
 from benchmarks.nasbench1shot1.model import Mixing, OneShotModel
 
 
@@ -120,7 +120,7 @@ class FoldedNetwork:
                 "statistics"
             )
         kernel = model.cells[0].nodes.conv3x3
-        self.channels_last = kernel.is_contiguous(memory_format=torch.channels_last) and not kernel.is_contiguous()
+        self.channels_last = is_channels_last(kernel)
         self.reductions = model.reductions
         self.downsample = model.downsample
         kernels = torch.channels_last if self.channels_last else torch.contiguous_format

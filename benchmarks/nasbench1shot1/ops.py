@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from benchmarks.nasbench1shot1.batchnorm import BatchNorm2d
 from benchmarks.nasbench1shot1.conv import Conv2d, conv2d
+from benchmarks.nasbench1shot1.groups import is_channels_last
 from benchmarks.nasbench1shot1.reference import BN_EPS
 
 
@@ -81,7 +82,7 @@ class NodeOps(nn.Module):
         of cuDNN converting each node's kernel at every call)."""
         fused = torch.cat([self.kernels(3), F.pad(self.kernels(1), (1, 1, 1, 1))], dim=1)  # (n, 2C, C, 3, 3)
         weight = self.conv3x3
-        if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+        if is_channels_last(weight):
             nodes, rows = fused.shape[:2]
             fused = fused.view(nodes * rows, *fused.shape[2:]).contiguous(memory_format=torch.channels_last)
             fused = fused.view(nodes, rows, *fused.shape[1:])
@@ -119,8 +120,7 @@ def max_pool(x: Tensor) -> Tensor:
     the atomics would break."""
     if torch._C._are_functorch_transforms_active():  # vmap cannot query the layout
         return F.max_pool2d(x, 3, stride=1, padding=1)
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    if channels_last and not torch.are_deterministic_algorithms_enabled():
+    if is_channels_last(x) and not torch.are_deterministic_algorithms_enabled():
         stored = x.permute(0, 2, 3, 1)[:, None]  # (B, 1, H, W, C), dense
         pooled = F.max_pool3d(stored, (3, 3, 1), stride=1, padding=(1, 1, 0))
         return pooled[:, 0].permute(0, 3, 1, 2)

@@ -56,13 +56,9 @@ def _bench(args: argparse.Namespace) -> int:
 def write_bench_json(out: Path, config: RunConfig, args: argparse.Namespace, figures: dict[str, object]) -> Path:
     """OUT/bench-OPTIMIZER-sSPACE.json: the figures (timings in ms: median, p10, p90, count), the
     resolved configuration, what was timed and on what."""
-    import platform
-
-    import torch
-
     from harness.components import resolve_device
     from harness.results import write_json
-    from harness.run_log import device_name
+    from harness.run_log import environment
 
     path = out / f"bench-{config.optimizer}-s{config.space}.json"
     write_json(
@@ -71,12 +67,7 @@ def write_bench_json(out: Path, config: RunConfig, args: argparse.Namespace, fig
             "figures": {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in figures.items()},
             "config": dataclasses.asdict(config),
             "bench": {"steps": args.steps, "warmup": args.warmup, "compile": args.compile, "data": args.data},
-            "environment": {
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-                "device": device_name(resolve_device(config.device)),
-                "torch_threads": torch.get_num_threads(),
-            },
+            "environment": environment(resolve_device(config.device)),
         },
     )
     return path
