@@ -7,6 +7,7 @@ a GPU (device time, after warm-up) and the wall clock on the CPU.
 from __future__ import annotations
 
 import collections
+import math
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -121,7 +122,7 @@ NO_KERNEL_OPS = frozenset(
         *("view", "_unsafe_view", "_reshape_alias", "as_strided", "alias", "detach", "lift_fresh"),
         *("t", "transpose", "expand", "permute", "unsqueeze", "squeeze", "select", "slice"),
         *("unbind", "split", "split_with_sizes", "is_same_size"),
-        *("empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"),
+        *("empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "set_"),
     )
 )
 
@@ -146,37 +147,76 @@ def strided(tensor: object) -> bool:
     )
 
 
+def tensor_bytes(values: object) -> int:
+    """Bytes of the distinct tensors among `values` (a pytree), each the elements it addresses
+    times their size: a view counts what it spans, not its base; a broadcast (stride-0)
+    dimension counts once."""
+    tensors = {id(t): t for t in tree_leaves(values) if isinstance(t, Tensor)}
+    return sum(
+        math.prod(size for size, stride in zip(t.shape, t.stride()) if stride) * t.element_size()
+        for t in tensors.values()
+    )
+
+
+def operand_bytes(func: torch._ops.OpOverload, args: tuple, kwargs: dict, result: object) -> int:
+    """The bytes an operator call reads and writes (`tensor_bytes`): the tensors of its
+    arguments, read unless an `out=` argument; those its schema marks written (in-place, out=)
+    and its results, written."""
+    read, written = [], [result]
+    named = zip(func._schema.arguments, args)
+    by_name = {argument.name: argument for argument in func._schema.arguments}
+    for argument, value in [*named, *((by_name[name], value) for name, value in kwargs.items())]:
+        if not argument.is_out:
+            read.append(value)
+        if argument.alias_info is not None and argument.alias_info.is_write:
+            written.append(value)
+    return tensor_bytes(read) + tensor_bytes(written)
+
+
 class OpCounter(TorchDispatchMode):
     """While active: `counts`, the ATen operators dispatched, by name, views and allocations left
-    out (about the kernels a GPU launches); `strided`, the `strided` arguments handed to
-    `COPYING_KERNELS`, by operator (copies the operator count does not show)."""
+    out (about the kernels a GPU launches); `bytes`, by the same names, what each call reads and
+    writes (`operand_bytes`; a tensor passed twice counts once): an estimate of the memory
+    traffic of kernels that stream their operands once, as bandwidth-bound kernels on
+    activations do;
+    `strided`, the `strided` arguments handed to `COPYING_KERNELS`, by operator (copies the
+    operator count does not show)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.counts: collections.Counter[str] = collections.Counter()
+        self.bytes: collections.Counter[str] = collections.Counter()
         self.strided: collections.Counter[str] = collections.Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
+        result = func(*args, **(kwargs or {}))
         if name not in NO_KERNEL_OPS:
             self.counts[name] += 1
+            self.bytes[name] += operand_bytes(func, args, kwargs or {}, result)
         if name in COPYING_KERNELS:
             self.strided[name] += sum(map(strided, tree_leaves((args, kwargs))))
-        return func(*args, **(kwargs or {}))
+        return result
 
 
-def dispatched_ops(fn: Callable[[], object]) -> collections.Counter[str]:
-    """ATen operators that one call of `fn` dispatches, by name, views and allocations left out:
-    about the kernels it launches on a GPU, countable on any device."""
+def dispatched_ops(fn: Callable[[], object]) -> OpCounter:
+    """The ATen operators that one call of `fn` dispatches (`OpCounter`: counts by name, views
+    and allocations left out, about the kernels it launches on a GPU; the bytes they read and write),
+    countable on any device."""
     with OpCounter() as counter:
         fn()
-    return counter.counts
+    return counter
 
 
-def describe_ops(what: str, counts: collections.Counter[str], top: int = 6) -> str:
-    """One line: the total of `counts` and its `top` most frequent operators."""
-    common = ", ".join(f"{name} {count}" for name, count in counts.most_common(top))
-    return f"{what}: {sum(counts.values())} ATen ops ({common}, ...)"
+def describe_ops(what: str, counter: OpCounter, top: int = 6) -> str:
+    """Two lines: the number of operators in `counter` and its `top` most frequent ones; the
+    bytes they read and write (GB, 1e9 bytes) and the `top` operators that move the most."""
+    common = ", ".join(f"{name} {count}" for name, count in counter.counts.most_common(top))
+    heaviest = ", ".join(f"{name} {size / 1e9:.2f}" for name, size in counter.bytes.most_common(top))
+    return (
+        f"{what}: {counter.counts.total()} ATen ops ({common}, ...)\n"
+        f"  bytes read and written: {counter.bytes.total() / 1e9:.2f} GB ({heaviest}, ...)"
+    )
 
 
 def _eigenpair_call(
@@ -285,9 +325,8 @@ def run_bench(
 
         if profile:
             log(kernel_profile("eager step", lambda: optimizer.step(*next(pairs)), device))
-            with OpCounter() as counter:
-                optimizer.step(*next(pairs))
-            log(describe_ops("one eager step", counter.counts))
+            counter = dispatched_ops(lambda: optimizer.step(*next(pairs)))
+            log(describe_ops("one eager step", counter))
             log(f"  strided arguments of copying kernels (copied on a GPU): {sum(counter.strided.values())}")
         valid_images, valid_labels = next(pairs)[1]
         model.eval()

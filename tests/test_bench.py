@@ -13,8 +13,29 @@ from harness.config import make_config
 
 def test_dispatched_ops_count_kernels_not_views():
     a, b = torch.randn(4, 3), torch.randn(3)
-    counts = dispatched_ops(lambda: (a.t().reshape(12) * 2 + 1, torch.addcmul(a, a, b)))
+    counts = dispatched_ops(lambda: (a.t().reshape(12) * 2 + 1, torch.addcmul(a, a, b))).counts
     assert counts == {"clone": 1, "mul": 1, "add": 1, "addcmul": 1}  # reshape of the transpose copies
+
+
+def test_the_op_counter_adds_up_the_bytes_each_operator_reads_and_writes():
+    a, b = torch.zeros(4, 3), torch.zeros(3)  # 48 and 12 bytes
+    values, indices = torch.empty(4), torch.empty(4, dtype=torch.long)  # 16 and 32 bytes
+
+    def calls():
+        a + b  # reads 60, writes 48
+        a.add_(b)  # reads 60, writes 48 (in place)
+        torch._foreach_add_([a], [a])  # reads 48, writes 48 (returns nothing)
+        torch.cat([a, a], out=torch.empty(8, 3))  # reads 48 (once), writes 96
+        torch.max(a, 1, out=(values, indices))  # reads 48, writes 48
+        a.t() * 1  # a transposed view reads 48, writes 48
+        b.expand(1000, 3) + 0  # a broadcast reads 12, writes 12,000
+
+    counter = dispatched_ops(calls)
+    assert counter.bytes == {
+        **{"add": 108 + 12 + 12_000, "add_": 108, "_foreach_add_": 96, "cat": 144},
+        **{"max": 96, "mul": 96},
+    }
+    assert counter.counts == {"add": 2, "add_": 1, "_foreach_add_": 1, "cat": 1, "max": 1, "mul": 1}
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])

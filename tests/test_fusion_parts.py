@@ -14,7 +14,13 @@ from torch.func import grad, jvp, vmap
 from benchmarks.nasbench1shot1 import Mixing, OneShotModel, get_search_space
 from benchmarks.nasbench1shot1.batchnorm import BatchNorm2d
 from benchmarks.nasbench1shot1.conv import conv2d
-from benchmarks.nasbench1shot1.groups import GroupLayout, chunked_products, combine_groups
+from benchmarks.nasbench1shot1.groups import (
+    GroupLayout,
+    GroupStack,
+    _GroupsAppended,
+    chunked_products,
+    combine_groups,
+)
 from benchmarks.nasbench1shot1.ops import drop_path_mask, max_pool
 from optimizers.base import SearchConfig
 from optimizers.weights import WeightTrainer
@@ -163,6 +169,79 @@ def test_weighted_sums_have_the_matrix_products_derivatives_of_every_order(rows)
     sums = lambda c, x: combine_groups(c, x.view(4, 3, 2, 4, 4))  # noqa: E731
     assert torch.autograd.gradcheck(sums, (c, x))
     assert torch.autograd.gradgradcheck(sums, (c, x))
+
+
+class _ConcatenatedStack:
+    """What `GroupStack` replaces: each append a torch.cat of the groups so far and the parts."""
+
+    def __init__(self) -> None:
+        self.stacked: list[torch.Tensor] = []
+
+    def append(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        self.stacked = [torch.cat([*self.stacked, *parts])]
+        return self.stacked[0]
+
+
+def _grown_stack(append, start, *pieces):
+    """A cell's pattern: sum the groups so far, then append pieces made from the sum."""
+    stacked = append([start])
+    for k, piece in enumerate(pieces):
+        total = combine_groups(torch.ones(1, stacked.shape[0], dtype=stacked.dtype) / (k + 2), stacked)
+        constant = torch.full_like(piece, float(k))  # no gradient: zeros in the second order
+        stacked = append([torch.tanh(total) * piece, constant, piece.flip(0)])
+    return stacked
+
+
+def test_a_group_stack_grows_like_torch_cat_with_the_same_derivatives_of_both_orders():
+    """Values, gradients and Hessian-vector products (plain and batched, as the rows and Lanczos
+    Hessians take them) of a stack built node by node equal those of torch.cat."""
+    generator = torch.Generator().manual_seed(7)
+    start = torch.randn(2, 3, 4, 5, generator=generator, dtype=torch.float64, requires_grad=True)
+    pieces = [torch.randn(1, 3, 4, 5, generator=generator, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    weights = torch.randn(11, 3, 4, 5, generator=generator, dtype=torch.float64)
+    directions = [torch.randn(2, *p.shape, generator=generator, dtype=torch.float64) for p in (start, *pieces)]
+    results = []
+    for stack in (GroupStack(11), _ConcatenatedStack()):
+        stacked = _grown_stack(stack.append, start, *pieces)
+        gradients = torch.autograd.grad((torch.sin(stacked) * weights).sum(), (start, *pieces), create_graph=True)
+        batched = torch.autograd.grad(gradients, (start, *pieces), directions, True, is_grads_batched=True)
+        plain = torch.autograd.grad(gradients, (start, *pieces), [d[0] for d in directions])
+        results.append([stacked, *gradients, *batched, *plain])
+    for got, want in zip(*results, strict=True):
+        assert_close(got, want)
+
+
+def test_a_group_stack_writes_each_group_once_and_keeps_what_it_wrote():
+    """Every result is a prefix of one storage; later appends leave earlier prefixes (which the
+    weighted sums keep for their backward) as they were; a Hessian-vector product through the
+    appends concatenates second-order gradients once per append instead of materialising a zero
+    tensor of the whole stack per part."""
+    from harness.bench import OpCounter
+
+    stack = GroupStack(5)
+    first = stack.append([torch.ones(2, 3)])
+    kept = first.clone()
+    second = stack.append([torch.full((1, 3), 2.0), torch.full((2, 3), 3.0)])
+    assert first.data_ptr() == second.data_ptr() and torch.equal(first, kept) and second.shape == (5, 3)
+    assert second[:, 0].tolist() == [1, 1, 2, 3, 3]
+    with pytest.raises(ValueError, match="5 groups cannot append 1 to 5"):
+        stack.append([torch.zeros(1, 3)])
+    with pytest.raises(ValueError, match="only a group stack's latest result can be extended"):
+        _GroupsAppended.apply(stack, first, torch.zeros(1, 3))  # would overwrite second's rows
+    assert torch.equal(second[:, 0], torch.tensor([1.0, 1, 2, 3, 3]))
+    theta = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    start = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    pieces = [torch.randn(1, 3, 4, 5, dtype=torch.float64) * theta[k] for k in range(3)]
+    counts = []
+    for stack in (GroupStack(11), _ConcatenatedStack()):
+        (gradient,) = torch.autograd.grad(
+            torch.sin(_grown_stack(stack.append, start, *pieces)).sum(), theta, create_graph=True
+        )
+        with OpCounter() as counter:
+            torch.autograd.grad(gradient, theta, torch.ones(3, dtype=torch.float64), retain_graph=True)
+        counts.append(counter.counts)
+    assert counts[0]["slice_backward"] == 0 < counts[1]["slice_backward"]
+    assert counts[0].total() < counts[1].total()
 
 
 @pytest.mark.parametrize("deterministic", [False, True])

@@ -7,7 +7,8 @@ of each group (a slice of a concatenation along the leading dimension): the conv
 max-pools that read a group, and their backward passes, need no copy into a dense layout first
 (a channel slice of a (B, G * C, H, W) tensor is dense in neither layout, and CUDA's kernels copy
 it). The sums over the first G groups, for k coefficient rows, are then one (k, G) x (G, B*C*H*W)
-matrix product in either layout.
+matrix product in either layout. The groups grow node by node in one preallocated storage
+(`GroupStack`), each written once.
 """
 
 from __future__ import annotations
@@ -81,6 +82,96 @@ def combine_groups(coefficients: Tensor, groups: Tensor) -> Tensor:
     else:
         sums = _GroupSums.apply(coefficients, matrix)
     return sums.view(coefficients.shape[0], *groups.shape[1:])
+
+
+class GroupStack:
+    """A cell's growing group tensor (G, B, *inner), stored in one preallocated storage.
+
+    Each `append` returns the groups so far followed by the new parts, as `torch.cat` would (same
+    values and derivatives), but writes only the new parts: the earlier groups are already in
+    place, so building a cell's 5n groups node by node writes each group once instead of copying
+    the growing tensor at every node, and the tensors the weighted sums keep for their backward
+    are prefixes of one storage instead of n + 1 copies. The gradient of an append is a view per
+    part; differentiating those views again (a Hessian-vector product) concatenates the parts'
+    second-order gradients once, where torch.cat's narrow views would each materialise a zero
+    tensor of the whole concatenation and add them up.
+
+    Rows once written are never written again, so the earlier prefixes (and what autograd saved
+    of them) stay valid. Under torch.func transforms or torch.compile an append is a plain
+    `torch.cat`."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.storage: Tensor | None = None
+        self.stacked: Tensor | None = None
+
+    def append(self, parts: list[Tensor]) -> Tensor:
+        """The groups so far followed by `parts` ((g_j, B, *inner) each): (G + sum g_j, B, *inner)."""
+        everything = [self.stacked, *parts] if self.stacked is not None else parts
+        if torch._C._are_functorch_transforms_active() or torch.compiler.is_compiling():
+            self.stacked = torch.cat(everything)
+        else:
+            self.stacked = _GroupsAppended.apply(self, *everything)
+        return self.stacked
+
+    def _write(self, everything: tuple[Tensor, ...]) -> Tensor:
+        """Write the new parts of `everything` (the stack's latest result, if any, then the
+        parts) after the rows filled so far; return a tensor of all rows so far (not a view to
+        autograd: later writes go beyond it)."""
+        parts = everything if self.stacked is None else everything[1:]
+        if self.stacked is not None and everything[0] is not self.stacked:
+            raise ValueError("only a group stack's latest result can be extended (its rows are written once)")
+        filled = 0 if self.stacked is None else self.stacked.shape[0]
+        rows = sum(part.shape[0] for part in parts)
+        if filled + rows > self.capacity:
+            raise ValueError(f"a group stack of {self.capacity} groups cannot append {rows} to {filled} groups")
+        if self.storage is None:
+            first = parts[0]
+            self.storage = torch.empty((self.capacity, *first.shape[1:]), dtype=first.dtype, device=first.device)
+        torch.cat(parts, out=self._rows(filled, rows))
+        return self._rows(0, filled + rows)
+
+    def _rows(self, start: int, count: int) -> Tensor:
+        """Rows start to start + count of the storage, as a tensor of its own (own version counter)."""
+        storage = self.storage
+        alias = storage.new_empty(0)
+        return alias.set_(
+            storage.untyped_storage(), start * storage.stride(0), (count, *storage.shape[1:]), storage.stride()
+        )
+
+
+class _GroupsAppended(torch.autograd.Function):
+    """`GroupStack`'s append as cat(latest result, *parts), writing only the parts; its backward
+    is `_GroupsSplit` (views of the gradient)."""
+
+    @staticmethod
+    def forward(ctx, stack: GroupStack, *everything: Tensor) -> Tensor:
+        ctx.sizes = [part.shape[0] for part in everything]
+        return stack._write(everything)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        return (None, *_GroupsSplit.apply(grad, *ctx.sizes))
+
+
+class _GroupsSplit(torch.autograd.Function):
+    """A tensor split along dimension 0 into parts of the given sizes (views), whose backward is
+    one concatenation (zeros only for the parts without a gradient)."""
+
+    @staticmethod
+    def forward(ctx, whole: Tensor, *sizes: int) -> tuple[Tensor, ...]:
+        ctx.set_materialize_grads(False)
+        ctx.sizes, ctx.inner = sizes, whole.shape[1:]
+        return whole.split(list(sizes))
+
+    @staticmethod
+    def backward(ctx, *grads: Tensor | None) -> tuple[Tensor | None, ...]:
+        unused = [None] * len(ctx.sizes)
+        present = next((g for g in grads if g is not None), None)
+        if present is None:
+            return (None, *unused)
+        parts = [g if g is not None else present.new_zeros((size, *ctx.inner)) for g, size in zip(grads, ctx.sizes)]
+        return (torch.cat(parts), *unused)
 
 
 REDUCTION_CHUNK = 4096  # elements of N per batch entry in the coefficient gradient's reduction

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from benchmarks.nasbench1shot1.batchnorm import BatchNorm2d
 from benchmarks.nasbench1shot1.coefficients import CellCoefficients, CoefficientLayout
 from benchmarks.nasbench1shot1.conv import Conv2d
-from benchmarks.nasbench1shot1.groups import GroupLayout, combine_groups
+from benchmarks.nasbench1shot1.groups import GroupLayout, GroupStack, combine_groups
 from benchmarks.nasbench1shot1.ops import (
     ConvBnRelu,
     NodeOps,
@@ -112,7 +112,8 @@ class Cell(nn.Module):
         layout = GroupLayout.of(pre, self.channels)
         kernels = self.nodes.fused_kernels()
         to_nodes, to_output = layout.as_groups(pre, 2 * n).split(n)  # the projections
-        stacked = to_nodes.contiguous()  # (groups so far, B, *inner), group-major
+        stack = GroupStack(5 * n)
+        stacked = stack.append([to_nodes])  # (groups so far, B, *inner), group-major
         for i in range(n):
             rows = coefficients.nodes[i]
             x = layout.as_images(stacked[i] if rows is None else combine_groups(rows, stacked).squeeze(0))
@@ -121,7 +122,7 @@ class Cell(nn.Module):
                 mask = drop_path_mask(x, drop_path_prob)
                 pooled, convolved = pooled * mask, convolved * mask
             last = [to_output] if i == n - 1 else []
-            stacked = torch.cat([stacked, layout.as_stored(pooled)[None], layout.as_groups(convolved, 2), *last])
+            stacked = stack.append([layout.as_stored(pooled)[None], layout.as_groups(convolved, 2), *last])
         return layout.concatenated(combine_groups(coefficients.output, stacked))
 
     def _node_by_node(self, pre: Tensor, mixing: Mixing, drop_path_prob: float) -> Tensor:

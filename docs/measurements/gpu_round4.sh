@@ -8,7 +8,8 @@
 # Steps run most important first, each under its own limit, and none starts after DEADLINE
 # seconds (default 380); everything goes to OUTDIR/gpu.log. SMOKE=1 runs it at toy sizes on the CPU.
 # (In the session that measured round 4, max_pool3d was the variant "pool-3d" and the code's
-# max-pool max_pool2d; the code now has the 3-d form, and "pool-2d" is the comparison.)
+# max-pool max_pool2d; the code now has the 3-d form, and "pool-2d" is the comparison. The variant
+# "cat-stack" times round 5's `GroupStack` against the torch.cat it replaced.)
 set -u
 out=${1:?OUTDIR}
 shared=${2:?SHARED}
@@ -62,6 +63,7 @@ step pool-3d-check 30 "${variants[@]}" check-pool-3d "$device"
 step now-darts-1 60 "${variants[@]}" now --top 40 $(darts 1) --profile
 step pool-2d-darts-1 45 "${variants[@]}" pool-2d $(darts 1)
 step plain-conv-darts-1 45 "${variants[@]}" plain-conv --top 40 $(darts 1) --profile
+step cat-stack-darts-1 45 "${variants[@]}" cat-stack $(darts 1)
 (cd "$before" && PYTHONPATH=$before step before-darts-1 45 "$py" -m harness $(darts 1))
 step now-darts-3 45 "${variants[@]}" now $(darts 3)
 step now-sdarts-adv-1 45 "${variants[@]}" now "${adv[@]}"

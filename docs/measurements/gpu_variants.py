@@ -15,7 +15,9 @@ Variants (join several with '+', e.g. "cudnn-benchmark+pool-2d"):
 * "pool-2d": the 3x3 max-pool of a channels-last group through max_pool2d's NHWC kernels, as
   before round 4 (`ops.max_pool` now runs it as a (3, 3, 1) max_pool3d of the dense
   (B, 1, H, W, C) storage; the round-4 figures of that form came from this script's variant
-  "pool-3d", the same function).
+  "pool-3d", the same function);
+* "cat-stack": a cell's growing group tensor as a `torch.cat` of all groups so far at every node,
+  as before round 5 (`groups.GroupStack` writes each group once into one storage).
 
     PYTHONPATH=. python docs/measurements/gpu_variants.py VARIANT [--top N] VERB ARGUMENTS...
     PYTHONPATH=. python docs/measurements/gpu_variants.py check-pool-3d [DEVICE]
@@ -55,6 +57,17 @@ def pool_2d(x: Tensor) -> Tensor:
     return F.max_pool2d(x, 3, stride=1, padding=1)
 
 
+class ConcatenatedStack:
+    """Stands in for `groups.GroupStack`: each append a torch.cat of the groups so far and the parts."""
+
+    def __init__(self, capacity: int):
+        self.stacked: list[Tensor] = []
+
+    def append(self, parts: list[Tensor]) -> Tensor:
+        self.stacked = [torch.cat([*self.stacked, *parts])]
+        return self.stacked[0]
+
+
 def switch_on(variant: str) -> None:
     for part in variant.split("+"):
         if part == "plain-mm":
@@ -67,6 +80,8 @@ def switch_on(variant: str) -> None:
             ops.max_pool = model.max_pool = pool_nchw
         elif part == "pool-2d":
             ops.max_pool = model.max_pool = pool_2d
+        elif part == "cat-stack":
+            model.GroupStack = ConcatenatedStack
         elif part != "now":
             raise SystemExit(f"unknown variant part {part!r}")
 

@@ -93,7 +93,7 @@ def add_parser(subparsers) -> None:
         "--profile",
         action="store_true",
         help="also list the kernels of a few eager steps, and count the ATen ops of one step, one validation "
-        "forward and one Hessian-vector product",
+        "forward and one Hessian-vector product, and the bytes they read and write (about the memory traffic)",
     )
     parser.add_argument(
         "--compile",
