@@ -181,6 +181,13 @@ class _ConcatenatedStack:
         self.stacked = [torch.cat([*self.stacked, *parts])]
         return self.stacked[0]
 
+    def sums(self, coefficients: torch.Tensor) -> torch.Tensor:
+        (stacked,) = self.stacked
+        return (coefficients @ stacked.reshape(stacked.shape[0], -1)).view(-1, *stacked.shape[1:])
+
+    def group(self, index: int) -> torch.Tensor:
+        return self.stacked[0][index]
+
 
 def _grown_stack(append, start, *pieces):
     """A cell's pattern: sum the groups so far, then append pieces made from the sum."""
@@ -207,6 +214,73 @@ def test_a_group_stack_grows_like_torch_cat_with_the_same_derivatives_of_both_or
         batched = torch.autograd.grad(gradients, (start, *pieces), directions, True, is_grads_batched=True)
         plain = torch.autograd.grad(gradients, (start, *pieces), [d[0] for d in directions])
         results.append([stacked, *gradients, *batched, *plain])
+    for got, want in zip(*results, strict=True):
+        assert_close(got, want)
+
+
+def _cell_pattern(stack, start, pieces, node_rows, output_rows):
+    """A cell's use of its stack: node k's input is projection 0 alone (k = 0) or a weighted sum
+    of the groups so far; its outputs are appended; the cell's output sums every group."""
+    stack.append([start])
+    for k, piece in enumerate(pieces):
+        x = stack.group(0) if k == 0 else stack.sums(node_rows[k]).squeeze(0)
+        stack.append([torch.tanh(x)[None] * piece, piece.flip(0)])
+    return stack.sums(output_rows)
+
+
+def test_a_group_stacks_sums_and_groups_have_the_derivatives_of_the_plain_computation():
+    """Training steps' gradients (in place into one gradient storage), Hessian-vector products
+    (plain and batched; the gradient graph's own derivatives), and two backward passes through
+    one graph, against torch.cat, a plain product and indexing, in float64."""
+    generator = torch.Generator().manual_seed(8)
+
+    def tensor(*shape):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64, requires_grad=True)
+
+    start, pieces = tensor(2, 3, 4, 5), [tensor(1, 3, 4, 5) for _ in range(3)]
+    node_rows = [None, *(tensor(1, 2 + 2 * k) for k in (1, 2))]
+    output_rows = tensor(2, 8)
+    leaves = (start, *pieces, *node_rows[1:], output_rows)
+    weights = torch.randn(2, 3, 4, 5, generator=generator, dtype=torch.float64)
+    directions = [torch.randn(2, *leaf.shape, generator=generator, dtype=torch.float64) for leaf in leaves]
+
+    results = []
+    for stack in (GroupStack(8), _ConcatenatedStack()):
+        loss = (torch.sin(_cell_pattern(stack, start, pieces, node_rows, output_rows)) * weights).sum()
+        first = torch.autograd.grad(loss, leaves, retain_graph=True)
+        kept = [g.clone() for g in first]
+        again = torch.autograd.grad(loss, leaves, retain_graph=True)  # a second pass, same graph
+        assert all(torch.equal(g, k) for g, k in zip(first, kept))  # the second left the first's alone
+        gradients = torch.autograd.grad(loss, leaves, create_graph=True)
+        batched = torch.autograd.grad(gradients, leaves, directions, retain_graph=True, is_grads_batched=True)
+        plain = torch.autograd.grad(gradients, leaves, [d[0] for d in directions])
+        results.append([loss, *first, *again, *gradients, *batched, *plain])
+    for got, want in zip(*results, strict=True):
+        assert_close(got, want)
+
+
+def test_a_group_stacks_gradient_storage_belongs_to_one_backward_pass():
+    """A pass that went in place (architecture gradients only: the first appends do not run)
+    leaves nothing to a later pass that begins elsewhere (at an appended result, plain or
+    batched); two sums over all groups in one pass both count."""
+    generator = torch.Generator().manual_seed(9)
+
+    def tensor(*shape):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64, requires_grad=True)
+
+    start, pieces = tensor(2, 3, 4, 5), [tensor(1, 3, 4, 5) for _ in range(3)]
+    node_rows, output_rows = [None, tensor(1, 4), tensor(1, 6)], tensor(2, 8)
+    direction = torch.randn(2, 2, 3, 4, 5, generator=generator, dtype=torch.float64)
+    results = []
+    for stack in (GroupStack(8), _ConcatenatedStack()):
+        loss = torch.sin(_cell_pattern(stack, start, pieces, node_rows, output_rows)).sum()
+        loss = loss + stack.sums(output_rows.flip(0)).cos().sum()  # a second sum over all groups
+        architecture = torch.autograd.grad(loss, [output_rows, *node_rows[1:]], retain_graph=True)
+        middle = stack.stacked if isinstance(stack, GroupStack) else stack.stacked[0]
+        later = torch.autograd.grad((middle[:4] ** 2).sum(), [start, pieces[0]], retain_graph=True)
+        batched = torch.autograd.grad(middle[:2], [start], direction, retain_graph=True, is_grads_batched=True)
+        everything = torch.autograd.grad(loss, [start, *pieces])
+        results.append([*architecture, *later, *batched, *everything])
     for got, want in zip(*results, strict=True):
         assert_close(got, want)
 

@@ -8,7 +8,8 @@ max-pools that read a group, and their backward passes, need no copy into a dens
 (a channel slice of a (B, G * C, H, W) tensor is dense in neither layout, and CUDA's kernels copy
 it). The sums over the first G groups, for k coefficient rows, are then one (k, G) x (G, B*C*H*W)
 matrix product in either layout. The groups grow node by node in one preallocated storage
-(`GroupStack`), each written once.
+(`GroupStack`), each written once, and a training step's gradients of them go in place into
+another.
 """
 
 from __future__ import annotations
@@ -85,34 +86,61 @@ def combine_groups(coefficients: Tensor, groups: Tensor) -> Tensor:
 
 
 class GroupStack:
-    """A cell's growing group tensor (G, B, *inner), stored in one preallocated storage.
+    """A cell's growing group tensor (G, B, *inner), stored in one preallocated storage, with
+    the weighted sums over it and their gradients.
 
     Each `append` returns the groups so far followed by the new parts, as `torch.cat` would (same
     values and derivatives), but writes only the new parts: the earlier groups are already in
     place, so building a cell's 5n groups node by node writes each group once instead of copying
     the growing tensor at every node, and the tensors the weighted sums keep for their backward
-    are prefixes of one storage instead of n + 1 copies. The gradient of an append is a view per
-    part; differentiating those views again (a Hessian-vector product) concatenates the parts'
-    second-order gradients once, where torch.cat's narrow views would each materialise a zero
-    tensor of the whole concatenation and add them up.
+    are prefixes of one storage instead of n + 1 copies. Rows once written are never written
+    again, so the earlier prefixes (and what autograd saved of them) stay valid.
 
-    Rows once written are never written again, so the earlier prefixes (and what autograd saved
-    of them) stay valid. Under torch.func transforms or torch.compile an append is a plain
-    `torch.cat`."""
+    `sums` and `group` read the groups so far. In a backward pass that is neither differentiated
+    nor batched (a training step's), their gradients go in place into one gradient storage
+    (`_StackGradient`), each sum's matrix gradient added with one `addmm_`, and each append's
+    parts get views of their rows, where autograd would add each sum's (G, B, *inner) gradient to
+    that of the next append. In other backward passes (a Hessian's gradient graph and its
+    products) the gradients are autograd's, each append's a view per part whose own gradient is one
+    concatenation (`_GroupsSplit`), where torch.cat's narrow views would each materialise a zero
+    tensor of the whole concatenation and add them up. Under torch.func transforms or
+    torch.compile an append is a plain `torch.cat` and a sum `combine_groups`."""
 
     def __init__(self, capacity: int):
         self.capacity = capacity
         self.storage: Tensor | None = None
         self.stacked: Tensor | None = None
+        self.gradient = _StackGradient(capacity)
 
     def append(self, parts: list[Tensor]) -> Tensor:
         """The groups so far followed by `parts` ((g_j, B, *inner) each): (G + sum g_j, B, *inner)."""
         everything = [self.stacked, *parts] if self.stacked is not None else parts
-        if torch._C._are_functorch_transforms_active() or torch.compiler.is_compiling():
+        if self._plain():
             self.stacked = torch.cat(everything)
         else:
             self.stacked = _GroupsAppended.apply(self, *everything)
         return self.stacked
+
+    def sums(self, coefficients: Tensor) -> Tensor:
+        """sum_g coefficients[k, g] * groups[g] over the G groups so far, for every row k of
+        coefficients (k, G): (k, B, *inner). A sum over all `capacity` groups (a cell's output)
+        begins a backward pass's gradient storage."""
+        stacked = self.stacked
+        if coefficients.shape[1] != stacked.shape[0]:
+            raise ValueError(f"{coefficients.shape[1]} coefficients per sum for {stacked.shape[0]} groups")
+        if self._plain():
+            return combine_groups(coefficients, stacked)
+        return _StackSums.apply(self.gradient, coefficients, stacked).view(coefficients.shape[0], *stacked.shape[1:])
+
+    def group(self, index: int) -> Tensor:
+        """Group `index` of the groups so far: (B, *inner), a view."""
+        if self._plain():
+            return self.stacked[index]
+        return _StackGroup.apply(self.gradient, index, self.stacked)
+
+    @staticmethod
+    def _plain() -> bool:
+        return torch._C._are_functorch_transforms_active() or torch.compiler.is_compiling()
 
     def _write(self, everything: tuple[Tensor, ...]) -> Tensor:
         """Write the new parts of `everything` (the stack's latest result, if any, then the
@@ -140,18 +168,134 @@ class GroupStack:
         )
 
 
+class _StackGradient:
+    """The gradient of a `GroupStack`'s groups in a backward pass that is neither differentiated
+    nor batched (a training step's): a (capacity, N) storage, N = B * C * H * W, into which the
+    sums and groups add theirs in place and of which the appends hand out views. A sum over all
+    groups (the cell's output, the first of the stack's nodes a pass reaches) begins the pass;
+    the storage belongs to that pass alone (autograd's graph task), any other pass through the
+    stack takes autograd's gradients. Holds no tensor of the forward pass (autograd's nodes hold
+    this object: no reference cycle through them)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.storage: Tensor | None = None
+        self.task: int | None = None  # the graph task of the pass that owns the storage
+
+    def in_place(self) -> bool:
+        """Whether the running backward pass puts its gradients in the storage."""
+        return self.task is not None and self.task == torch._C._current_graph_task_id()
+
+    def begin(self, left: Tensor, right: Tensor) -> bool:
+        """The gradient left (capacity, k) @ right (k, N) of a sum over all groups: the first of
+        a pass begins the storage, if the pass is neither differentiated nor batched; whether
+        the pass goes in place (else autograd sums the gradients)."""
+        if self.in_place():
+            self.add_product(left, right)
+            return True
+        batched = torch._C._are_functorch_transforms_active() or torch._C._functorch.is_legacy_batchedtensor(right)
+        in_place = not torch.is_grad_enabled() and not batched
+        self.storage = torch.mm(left, right) if in_place else None
+        self.task = torch._C._current_graph_task_id() if in_place else None
+        return in_place
+
+    def add_product(self, left: Tensor, right: Tensor) -> None:
+        """Rows 0 to G of the gradient += left (G, k) @ right (k, N)."""
+        self.storage[: left.shape[0]].addmm_(left, right)
+
+    def add_rows(self, start: int, grad: Tensor) -> None:
+        """Rows start to start + g of the gradient += grad (g, B, *inner)."""
+        self.storage[start : start + grad.shape[0]].add_(grad.reshape(grad.shape[0], -1))
+
+    def rows(self, start: int, count: int, inner: torch.Size) -> Tensor:
+        """Rows start to start + count of the gradient as (count, *inner) (a view)."""
+        return self.storage[start : start + count].view(count, *inner)
+
+    def end(self) -> None:
+        """The pass's last node of the stack has run: drop the storage (its views keep what the
+        parts' gradients need)."""
+        self.storage, self.task = None, None
+
+
 class _GroupsAppended(torch.autograd.Function):
-    """`GroupStack`'s append as cat(latest result, *parts), writing only the parts; its backward
-    is `_GroupsSplit` (views of the gradient)."""
+    """`GroupStack`'s append as cat(latest result, *parts), writing only the parts. Backward:
+    the parts' rows of the `_StackGradient` (views) in a pass that goes in place, else the
+    gradient split into views (`_GroupsSplit`)."""
 
     @staticmethod
     def forward(ctx, stack: GroupStack, *everything: Tensor) -> Tensor:
+        ctx.set_materialize_grads(False)
         ctx.sizes = [part.shape[0] for part in everything]
+        ctx.prefix = stack.stacked is not None
+        ctx.gradient, ctx.inner = stack.gradient, everything[0].shape[1:]
         return stack._write(everything)
 
     @staticmethod
+    def backward(ctx, grad: Tensor | None) -> tuple[Tensor | None, ...]:
+        gradient = ctx.gradient
+        if not gradient.in_place():
+            return (None, *(_GroupsSplit.apply(grad, *ctx.sizes) if grad is not None else [None] * len(ctx.sizes)))
+        if grad is not None:  # from a consumer other than the stack's sums and groups
+            gradient.add_rows(0, grad)
+        sizes, start = (ctx.sizes[1:], ctx.sizes[0]) if ctx.prefix else (ctx.sizes, 0)
+        parts = []
+        for size in sizes:
+            parts.append(gradient.rows(start, size, ctx.inner))
+            start += size
+        if not ctx.prefix:
+            gradient.end()
+        return (None, *([None] if ctx.prefix else []), *parts)
+
+
+class _StackSums(torch.autograd.Function):
+    """`GroupStack.sums`: coefficients (k, G) @ groups (G, N) -> (k, N). Backward: the
+    coefficient gradient as `_GroupSums`'s; the groups' gradient added in place into the
+    `_StackGradient` in a pass that goes in place, else `_GroupSums`."""
+
+    @staticmethod
+    def forward(ctx, gradient: _StackGradient, coefficients: Tensor, stacked: Tensor) -> Tensor:
+        ctx.set_materialize_grads(False)
+        ctx.gradient = gradient
+        ctx.save_for_backward(coefficients, stacked)
+        return torch.mm(coefficients, stacked.view(stacked.shape[0], -1))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor | None) -> tuple[Tensor | None, ...]:
+        if grad is None:
+            return None, None, None
+        coefficients, stacked = ctx.saved_tensors
+        matrix, gradient = stacked.view(stacked.shape[0], -1), ctx.gradient
+        needs_coefficients, needs_groups = ctx.needs_input_grad[1:3]
+        coefficient_gradient = _CoefficientGradient.apply(grad, matrix) if needs_coefficients else None
+        if not needs_groups:
+            return None, coefficient_gradient, None
+        if stacked.shape[0] == gradient.capacity:
+            in_place = gradient.begin(coefficients.t(), grad)
+        else:
+            in_place = gradient.in_place()
+            if in_place:
+                gradient.add_product(coefficients.t(), grad)
+        if in_place:
+            return None, coefficient_gradient, None
+        return None, coefficient_gradient, _GroupSums.apply(coefficients.t(), grad).view(stacked.shape)
+
+
+class _StackGroup(torch.autograd.Function):
+    """`GroupStack.group`: one group of the stack (a view). Backward: added in place into its
+    row of the `_StackGradient` in a pass that goes in place, else a zero stack but for that
+    row (`select_backward`, differentiable)."""
+
+    @staticmethod
+    def forward(ctx, gradient: _StackGradient, index: int, stacked: Tensor) -> Tensor:
+        ctx.gradient, ctx.index, ctx.shape = gradient, index, stacked.shape
+        return stacked[index]
+
+    @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        return (None, *_GroupsSplit.apply(grad, *ctx.sizes))
+        if not ctx.gradient.in_place():
+            return None, None, torch.ops.aten.select_backward(grad, list(ctx.shape), 0, ctx.index)
+        ctx.gradient.add_rows(ctx.index, grad[None])
+        return None, None, None
 
 
 class _GroupsSplit(torch.autograd.Function):

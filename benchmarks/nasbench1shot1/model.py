@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from benchmarks.nasbench1shot1.batchnorm import BatchNorm2d
 from benchmarks.nasbench1shot1.coefficients import CellCoefficients, CoefficientLayout
 from benchmarks.nasbench1shot1.conv import Conv2d
-from benchmarks.nasbench1shot1.groups import GroupLayout, GroupStack, combine_groups
+from benchmarks.nasbench1shot1.groups import GroupLayout, GroupStack
 from benchmarks.nasbench1shot1.ops import (
     ConvBnRelu,
     NodeOps,
@@ -113,17 +113,17 @@ class Cell(nn.Module):
         kernels = self.nodes.fused_kernels()
         to_nodes, to_output = layout.as_groups(pre, 2 * n).split(n)  # the projections
         stack = GroupStack(5 * n)
-        stacked = stack.append([to_nodes])  # (groups so far, B, *inner), group-major
+        stack.append([to_nodes])  # the groups so far, (G, B, *inner), group-major
         for i in range(n):
             rows = coefficients.nodes[i]
-            x = layout.as_images(stacked[i] if rows is None else combine_groups(rows, stacked).squeeze(0))
+            x = layout.as_images(stack.group(i) if rows is None else stack.sums(rows).squeeze(0))
             pooled, convolved = max_pool(x), self.nodes.convolutions(x, i, kernels[i])
             if drop_path_prob > 0:
                 mask = drop_path_mask(x, drop_path_prob)
                 pooled, convolved = pooled * mask, convolved * mask
             last = [to_output] if i == n - 1 else []
-            stacked = stack.append([layout.as_stored(pooled)[None], layout.as_groups(convolved, 2), *last])
-        return layout.concatenated(combine_groups(coefficients.output, stacked))
+            stack.append([layout.as_stored(pooled)[None], layout.as_groups(convolved, 2), *last])
+        return layout.concatenated(stack.sums(coefficients.output))
 
     def _node_by_node(self, pre: Tensor, mixing: Mixing, drop_path_prob: float) -> Tensor:
         n, channels = self.num_nodes, self.channels

@@ -16,8 +16,9 @@ Variants (join several with '+', e.g. "cudnn-benchmark+pool-2d"):
   before round 4 (`ops.max_pool` now runs it as a (3, 3, 1) max_pool3d of the dense
   (B, 1, H, W, C) storage; the round-4 figures of that form came from this script's variant
   "pool-3d", the same function);
-* "cat-stack": a cell's growing group tensor as a `torch.cat` of all groups so far at every node,
-  as before round 5 (`groups.GroupStack` writes each group once into one storage).
+* "cat-stack": a cell's growing group tensor as a `torch.cat` of all groups so far at every node
+  and its gradients summed by autograd, as before round 5 (`groups.GroupStack` writes each group
+  once into one storage, and a training step's gradients in place into another).
 
     PYTHONPATH=. python docs/measurements/gpu_variants.py VARIANT [--top N] VERB ARGUMENTS...
     PYTHONPATH=. python docs/measurements/gpu_variants.py check-pool-3d [DEVICE]
@@ -58,14 +59,21 @@ def pool_2d(x: Tensor) -> Tensor:
 
 
 class ConcatenatedStack:
-    """Stands in for `groups.GroupStack`: each append a torch.cat of the groups so far and the parts."""
+    """Stands in for `groups.GroupStack` as before round 5: each append a torch.cat of the groups
+    so far and the parts, the sums `combine_groups` with autograd's gradients."""
 
     def __init__(self, capacity: int):
-        self.stacked: list[Tensor] = []
+        self.stacked: Tensor | None = None
 
     def append(self, parts: list[Tensor]) -> Tensor:
-        self.stacked = [torch.cat([*self.stacked, *parts])]
-        return self.stacked[0]
+        self.stacked = torch.cat([self.stacked, *parts]) if self.stacked is not None else torch.cat(parts)
+        return self.stacked
+
+    def sums(self, coefficients: Tensor) -> Tensor:
+        return groups.combine_groups(coefficients, self.stacked)
+
+    def group(self, index: int) -> Tensor:
+        return self.stacked[index]
 
 
 def switch_on(variant: str) -> None:
