@@ -238,10 +238,7 @@ class _GroupsAppended(torch.autograd.Function):
         if grad is not None:  # from a consumer other than the stack's sums and groups
             gradient.add_rows(0, grad)
         sizes, start = (ctx.sizes[1:], ctx.sizes[0]) if ctx.prefix else (ctx.sizes, 0)
-        parts = []
-        for size in sizes:
-            parts.append(gradient.rows(start, size, ctx.inner))
-            start += size
+        parts = gradient.rows(start, sum(sizes), ctx.inner).split(sizes)
         if not ctx.prefix:
             gradient.end()
         return (None, *([None] if ctx.prefix else []), *parts)
