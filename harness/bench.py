@@ -178,9 +178,8 @@ class OpCounter(TorchDispatchMode):
     out (about the kernels a GPU launches); `bytes`, by the same names, what each call reads and
     writes (`operand_bytes`; a tensor passed twice counts once): an estimate of the memory
     traffic of kernels that stream their operands once, as bandwidth-bound kernels on
-    activations do;
-    `strided`, the `strided` arguments handed to `COPYING_KERNELS`, by operator (copies the
-    operator count does not show)."""
+    activations do; `strided`, the `strided` arguments handed to `COPYING_KERNELS`, by operator
+    (copies the operator count does not show)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -201,8 +200,8 @@ class OpCounter(TorchDispatchMode):
 
 def dispatched_ops(fn: Callable[[], object]) -> OpCounter:
     """The ATen operators that one call of `fn` dispatches (`OpCounter`: counts by name, views
-    and allocations left out, about the kernels it launches on a GPU; the bytes they read and write),
-    countable on any device."""
+    and allocations left out, about the kernels it launches on a GPU; the bytes they read and
+    write), countable on any device."""
     with OpCounter() as counter:
         fn()
     return counter
