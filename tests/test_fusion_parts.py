@@ -175,18 +175,22 @@ class _ConcatenatedStack:
     """What `GroupStack` replaces: each append a torch.cat of the groups so far and the parts."""
 
     def __init__(self) -> None:
-        self.stacked: list[torch.Tensor] = []
+        self.stacked: torch.Tensor | None = None
 
     def append(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        self.stacked = [torch.cat([*self.stacked, *parts])]
-        return self.stacked[0]
+        self.stacked = torch.cat(parts if self.stacked is None else [self.stacked, *parts])
+        return self.stacked
 
     def sums(self, coefficients: torch.Tensor) -> torch.Tensor:
-        (stacked,) = self.stacked
+        stacked = self.stacked
         return (coefficients @ stacked.reshape(stacked.shape[0], -1)).view(-1, *stacked.shape[1:])
 
     def group(self, index: int) -> torch.Tensor:
-        return self.stacked[0][index]
+        return self.stacked[index]
+
+
+def _leaf(generator: torch.Generator, *shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=generator, dtype=torch.float64, requires_grad=True)
 
 
 def _grown_stack(append, start, *pieces):
@@ -233,10 +237,7 @@ def test_a_group_stacks_sums_and_groups_have_the_derivatives_of_the_plain_comput
     (plain and batched; the gradient graph's own derivatives), and two backward passes through
     one graph, against torch.cat, a plain product and indexing, in float64."""
     generator = torch.Generator().manual_seed(8)
-
-    def tensor(*shape):
-        return torch.randn(*shape, generator=generator, dtype=torch.float64, requires_grad=True)
-
+    tensor = partial(_leaf, generator)
     start, pieces = tensor(2, 3, 4, 5), [tensor(1, 3, 4, 5) for _ in range(3)]
     node_rows = [None, *(tensor(1, 2 + 2 * k) for k in (1, 2))]
     output_rows = tensor(2, 8)
@@ -264,10 +265,7 @@ def test_a_group_stacks_gradient_storage_belongs_to_one_backward_pass():
     leaves nothing to a later pass that begins elsewhere (at an appended result, plain or
     batched); two sums over all groups in one pass both count."""
     generator = torch.Generator().manual_seed(9)
-
-    def tensor(*shape):
-        return torch.randn(*shape, generator=generator, dtype=torch.float64, requires_grad=True)
-
+    tensor = partial(_leaf, generator)
     start, pieces = tensor(2, 3, 4, 5), [tensor(1, 3, 4, 5) for _ in range(3)]
     node_rows, output_rows = [None, tensor(1, 4), tensor(1, 6)], tensor(2, 8)
     direction = torch.randn(2, 2, 3, 4, 5, generator=generator, dtype=torch.float64)
@@ -276,7 +274,7 @@ def test_a_group_stacks_gradient_storage_belongs_to_one_backward_pass():
         loss = torch.sin(_cell_pattern(stack, start, pieces, node_rows, output_rows)).sum()
         loss = loss + stack.sums(output_rows.flip(0)).cos().sum()  # a second sum over all groups
         architecture = torch.autograd.grad(loss, [output_rows, *node_rows[1:]], retain_graph=True)
-        middle = stack.stacked if isinstance(stack, GroupStack) else stack.stacked[0]
+        middle = stack.stacked
         later = torch.autograd.grad((middle[:4] ** 2).sum(), [start, pieces[0]], retain_graph=True)
         batched = torch.autograd.grad(middle[:2], [start], direction, retain_graph=True, is_grads_batched=True)
         everything = torch.autograd.grad(loss, [start, *pieces])

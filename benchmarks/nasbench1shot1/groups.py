@@ -268,10 +268,8 @@ class _StackSums(torch.autograd.Function):
             return None, coefficient_gradient, None
         if stacked.shape[0] == gradient.capacity:
             in_place = gradient.begin(coefficients.t(), grad)
-        else:
-            in_place = gradient.in_place()
-            if in_place:
-                gradient.add_product(coefficients.t(), grad)
+        elif in_place := gradient.in_place():
+            gradient.add_product(coefficients.t(), grad)
         if in_place:
             return None, coefficient_gradient, None
         return None, coefficient_gradient, _GroupSums.apply(coefficients.t(), grad).view(stacked.shape)
