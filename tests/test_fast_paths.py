@@ -53,10 +53,25 @@ def test_channels_last_gives_the_same_losses(cifar_arrays, name):
     assert len(set(plain)) == STEPS
 
 
+@pytest.fixture
+def deterministic(monkeypatch):
+    """CUDA's deterministic kernels. The default ones add with atomics in places (the max-pool's
+    backward, some of cuDNN's), so two eager runs differ by rounding, and Adam's first step,
+    lr * sign(gradient), turns that into different second losses (SDARTS-ADV on an H200: 2.27932
+    in some runs, 2.27822 in others): only deterministic kernels can show that a graph replays
+    what the eager step computes."""
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 @pytest.mark.parametrize("name", ["darts", "sdarts-adv"])
-def test_graphed_steps_give_the_same_first_losses(cifar_arrays, name):
+def test_graphed_steps_give_the_same_losses(cifar_arrays, name, deterministic):
+    """A replayed graph runs the eager step's kernels: with deterministic ones, the same losses
+    to the bit (seen on an H200 for both optimizers, all four steps)."""
     images, labels = cifar_arrays[0][:256], cifar_arrays[1][:256]
     eager = _losses(name, images, labels, "cuda", torch.channels_last)
     graphed = _losses(name, images, labels, "cuda", torch.channels_last, graphed=True)
-    assert graphed[:2] == pytest.approx(eager[:2], abs=1e-5)
+    assert graphed == eager and len(set(eager)) == STEPS

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.func import grad, jvp, vmap
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks.nasbench1shot1 import Mixing, OneShotModel, get_search_space
 from benchmarks.nasbench1shot1.batchnorm import BatchNorm2d
@@ -381,6 +382,61 @@ def test_a_hessian_vector_product_computes_no_weight_gradient_it_does_not_need()
             torch.autograd.grad(gradient, theta, torch.ones(3, dtype=torch.float64))
         counts.append(counter.counts["convolution"] + counter.counts["convolution_backward"])
     assert counts == [2, 3]  # ours: d/d x of the backward pass, and the forward's backward
+
+
+class _OutputMasks(TorchDispatchMode):
+    """The output masks of the convolution and BatchNorm backward operators dispatched."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.masks: list[tuple[str, tuple[bool, ...]]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in ("convolution_backward", "native_batch_norm_backward"):
+            self.masks.append((name, tuple(args[-1])))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph")
+@pytest.mark.parametrize("create_graph", [False, True])
+@pytest.mark.parametrize("asked", ["theta", "theta,weights", "everything"])
+def test_a_backward_pass_computes_only_the_gradients_it_was_asked_for(asked, create_graph):
+    """An architecture step (`autograd.grad` of the loss w.r.t. the architecture alone) needs no
+    gradient of the network's weights; PyTorch's own operators skip it, and so do ours. Asked
+    for (`autograd.grad` w.r.t. the weights, a leaf it captures, or `backward()`), the weights'
+    gradients are computed, and every gradient equals PyTorch's."""
+    generator = torch.Generator().manual_seed(7)
+    theta = torch.randn(3, generator=generator, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 4, 6, 6, generator=generator, dtype=torch.float64)
+    weight = torch.randn(4, 4, 3, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+    ours = BatchNorm2d(4).double()
+    plain = torch.nn.BatchNorm2d(4).double()
+    layers = {
+        "ours": (lambda x: conv2d(x, weight, 1), ours),
+        "PyTorch's": (lambda x: F.conv2d(x, weight, padding=1), plain),
+    }
+    gradients, masks = {}, {}
+    for name, (conv, norm) in layers.items():
+        wanted = {"theta": [theta], "theta,weights": [theta, weight, norm.weight]}.get(asked)
+        loss = (torch.tanh(norm(conv(x * theta.sum()))) * theta[0]).sum()
+        with _OutputMasks() as recorder:
+            if wanted is None:
+                loss.backward(create_graph=create_graph)
+                gradients[name] = [theta.grad, weight.grad, norm.weight.grad, norm.bias.grad]
+                theta.grad = weight.grad = None
+            else:
+                gradients[name] = torch.autograd.grad(loss, wanted, create_graph=create_graph)
+        masks[name] = recorder.masks
+    for got, want in zip(gradients["ours"], gradients["PyTorch's"], strict=True):
+        assert_close(got, want)
+    if not create_graph:  # the double-backward forms are other operators (counted elsewhere)
+        assert masks["ours"] == masks["PyTorch's"]
+    convolution_weight = [mask[1] for name, mask in masks["ours"] if name == "convolution_backward"]
+    if asked == "theta":
+        assert not any(convolution_weight)
+    else:
+        assert convolution_weight and all(convolution_weight)
 
 
 def test_drop_path_masks_keep_each_sample_with_probability_one_minus_p():

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .wanted import wanted_gradients
+
 
 def _channel(v: Tensor) -> Tensor:
     """(C,) -> (1, C, 1, 1)."""
@@ -62,9 +64,9 @@ class _BatchNormTrain(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph: differentiable, with the closed-form double backward
             gx, g_weight, g_bias = _BatchNormBackward.apply(gy, x, weight, mean, invstd, ctx.eps)
         else:
-            mask = [ctx.needs_input_grad[0], affine and ctx.needs_input_grad[1], affine and ctx.needs_input_grad[2]]
+            mask = wanted_gradients(ctx, 3) if affine else (wanted_gradients(ctx, 1)[0], False, False)
             gx, g_weight, g_bias = torch.ops.aten.native_batch_norm_backward(
-                gy, x, weight, None, None, mean, invstd, True, ctx.eps, mask
+                gy, x, weight, None, None, mean, invstd, True, ctx.eps, list(mask)
             )
         if not affine:
             g_weight = g_bias = None

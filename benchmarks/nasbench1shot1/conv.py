@@ -10,7 +10,9 @@ on an H200 (docs/performance.md, round 4). Here, when the backward pass is itsel
 (create_graph), it is written with differentiable operations whose own backward passes compute
 only the gradients asked for: the input gradient as a transposed convolution, the weight gradient
 as `convolution_backward` asked for the weight alone. Otherwise the backward is PyTorch's, one
-`convolution_backward`; the values are the same. Under torch.func transforms (vmap, jvp)
+`convolution_backward`; the values are the same. Either way it computes only the gradients the
+running backward pass will use (`wanted.wanted_gradients`: no weight gradients for the
+architecture's). Under torch.func transforms (vmap, jvp)
 `conv2d` is `F.conv2d`; `torch.autograd.forward_ad` (dual tensors) is not supported, as for the
 other functions of this package with their own derivatives. Stride 1, no dilation, no groups,
 no bias: the one-shot model's convolutions.
@@ -23,6 +25,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .wanted import wanted_gradients
 
 
 def _convolution_backward(grad: Tensor, x: Tensor, weight: Tensor, padding: int, mask: list[bool]):
@@ -41,7 +45,7 @@ class _Conv2d(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
         x, weight = ctx.saved_tensors
-        needs_x, needs_weight = ctx.needs_input_grad[:2]
+        needs_x, needs_weight = wanted_gradients(ctx, 2)
         if not torch.is_grad_enabled():
             gx, g_weight, _ = _convolution_backward(grad, x, weight, ctx.padding, [needs_x, needs_weight])
             return gx, g_weight, None

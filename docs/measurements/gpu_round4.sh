@@ -4,9 +4,11 @@
 #   bash docs/measurements/gpu_round4.sh OUTDIR SHARED BEFORE_TREE
 #
 # SHARED: the folder holding data/cifar10-jpeg.tar.gz and tools/prepare_cifar10.py; BEFORE_TREE:
-# a checkout of the code before round 4 (e.g. a `git archive` of d9e1aed), timed beside this one.
+# a checkout of earlier code (e.g. a `git archive` of d9e1aed, the code before round 4), timed
+# beside this one; now-darts-1-again repeats the first timing after it, for order effects.
 # Steps run most important first, each under its own limit, and none starts after DEADLINE
 # seconds (default 380); everything goes to OUTDIR/gpu.log. SMOKE=1 runs it at toy sizes on the CPU.
+# ONLY="cuda-tests now-darts-1 ..." runs only the named steps (the names the log prints).
 # (In the session that measured round 4, max_pool3d was the variant "pool-3d" and the code's
 # max-pool max_pool2d; the code now has the 3-d form, and "pool-2d" is the comparison. The variant
 # "cat-stack" times round 5's `GroupStack` against the torch.cat it replaced.)
@@ -40,6 +42,7 @@ run=(run --optimizer darts --space 1 --benchmark synthetic --data /tmp/cifar-ful
 step() {  # step NAME SECONDS COMMAND...: run under min(SECONDS, time left), into the log
     local name=$1 seconds=$2
     shift 2
+    [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]] && return
     local left=$((deadline - SECONDS))
     if [ "$left" -lt 15 ]; then
         echo "=== $name: skipped (deadline)" | tee -a "$log"
@@ -64,12 +67,14 @@ step now-darts-1 60 "${variants[@]}" now --top 40 $(darts 1) --profile
 step pool-2d-darts-1 45 "${variants[@]}" pool-2d $(darts 1)
 step plain-conv-darts-1 45 "${variants[@]}" plain-conv --top 40 $(darts 1) --profile
 step cat-stack-darts-1 45 "${variants[@]}" cat-stack $(darts 1)
-(cd "$before" && PYTHONPATH=$before step before-darts-1 45 "$py" -m harness $(darts 1))
 step now-darts-3 45 "${variants[@]}" now $(darts 3)
 step now-sdarts-adv-1 45 "${variants[@]}" now "${adv[@]}"
 step cifar 60 "$py" "$shared/tools/prepare_cifar10.py" /tmp/cifar-full $limit
 rm -rf /tmp/e2e-now /tmp/e2e-pool-2d
 step now-e2e 80 "${variants[@]}" now "${run[@]}" --out /tmp/e2e-now
+(cd "$before" && PYTHONPATH=$before step before-darts-1 45 "$py" -m harness $(darts 1))
+(cd "$before" && PYTHONPATH=$before step before-sdarts-adv-1 45 "$py" -m harness "${adv[@]}")
+step now-darts-1-again 45 "${variants[@]}" now $(darts 1)
 step pool-2d-darts-3 45 "${variants[@]}" pool-2d $(darts 3)
 step pool-2d-sdarts-adv-1 45 "${variants[@]}" pool-2d "${adv[@]}"
 step pool-2d-e2e 80 "${variants[@]}" pool-2d "${run[@]}" --out /tmp/e2e-pool-2d
