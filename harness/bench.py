@@ -158,14 +158,26 @@ def tensor_bytes(values: object) -> int:
     )
 
 
+# Arguments an operator reads only for one of its results, by that result's index in its
+# `output_mask`: a convolution's backward reads the input for the weight's gradient alone and the
+# weight for the input's gradient alone.
+READ_FOR_RESULT = {"convolution_backward": {"input": 1, "weight": 0}}
+
+
 def operand_bytes(func: torch._ops.OpOverload, args: tuple, kwargs: dict, result: object) -> int:
     """The bytes an operator call reads and writes (`tensor_bytes`): the tensors of its
-    arguments, read unless an `out=` argument; those its schema marks written (in-place, out=)
-    and its results, written."""
+    arguments, read unless an `out=` argument or needed only for a result its `output_mask`
+    leaves out (`READ_FOR_RESULT`); those its schema marks written (in-place, out=) and its
+    results, written."""
     read, written = [], [result]
     named = zip(func._schema.arguments, args)
     by_name = {argument.name: argument for argument in func._schema.arguments}
-    for argument, value in [*named, *((by_name[name], value) for name, value in kwargs.items())]:
+    arguments = [*named, *((by_name[name], value) for name, value in kwargs.items())]
+    values = {argument.name: value for argument, value in arguments}
+    read_for = READ_FOR_RESULT.get(func.overloadpacket.__name__, {})
+    for argument, value in arguments:
+        if argument.name in read_for and not values["output_mask"][read_for[argument.name]]:
+            continue
         if not argument.is_out:
             read.append(value)
         if argument.alias_info is not None and argument.alias_info.is_write:

@@ -38,6 +38,18 @@ def test_the_op_counter_adds_up_the_bytes_each_operator_reads_and_writes():
     assert counter.counts == {"add": 2, "add_": 1, "_foreach_add_": 1, "cat": 1, "max": 1, "mul": 1}
 
 
+@pytest.mark.parametrize(("mask", "read"), [((True, True), "grad,x,weight"), ((True, False), "grad,weight")])
+def test_a_convolution_backward_reads_what_its_output_mask_asks_for(mask, read):
+    grad, x, weight = torch.zeros(2, 4, 5, 5), torch.zeros(2, 3, 5, 5), torch.zeros(4, 3, 1, 1)  # 800, 600, 48 bytes
+    sizes = {"grad": 800, "x": 600, "weight": 48}
+    with OpCounter() as counter:
+        torch.ops.aten.convolution_backward(
+            grad, x, weight, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [*mask, False]
+        )
+    written = 600 + (48 if mask[1] else 0)  # the input's gradient, the weight's
+    assert counter.bytes == {"convolution_backward": sum(sizes[name] for name in read.split(",")) + written}
+
+
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 def test_the_op_counter_finds_channel_slices_handed_to_convolutions(memory_format):
     x = torch.randn(2, 6, 5, 5).contiguous(memory_format=memory_format)
