@@ -164,25 +164,30 @@ def tensor_bytes(values: object) -> int:
 READ_FOR_RESULT = {"convolution_backward": {"input": 1, "weight": 0}}
 
 
-def operand_bytes(func: torch._ops.OpOverload, args: tuple, kwargs: dict, result: object) -> int:
-    """The bytes an operator call reads and writes (`tensor_bytes`): the tensors of its
-    arguments, read unless an `out=` argument or needed only for a result its `output_mask`
-    leaves out (`READ_FOR_RESULT`); those its schema marks written (in-place, out=) and its
-    results, written."""
-    read, written = [], [result]
+def operands(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> tuple[list, list]:
+    """The arguments of an operator call that it reads (all but `out=` arguments and those needed
+    only for a result its `output_mask` leaves out, `READ_FOR_RESULT`) and those its schema marks
+    written (in place, out=)."""
     named = zip(func._schema.arguments, args)
     by_name = {argument.name: argument for argument in func._schema.arguments}
     arguments = [*named, *((by_name[name], value) for name, value in kwargs.items())]
     values = {argument.name: value for argument, value in arguments}
     read_for = READ_FOR_RESULT.get(func.overloadpacket.__name__, {})
+    read, written = [], []
     for argument, value in arguments:
-        if argument.name in read_for and not values["output_mask"][read_for[argument.name]]:
-            continue
-        if not argument.is_out:
-            read.append(value)
         if argument.alias_info is not None and argument.alias_info.is_write:
             written.append(value)
-    return tensor_bytes(read) + tensor_bytes(written)
+        if argument.is_out or (argument.name in read_for and not values["output_mask"][read_for[argument.name]]):
+            continue
+        read.append(value)
+    return read, written
+
+
+def operand_bytes(func: torch._ops.OpOverload, args: tuple, kwargs: dict, result: object) -> int:
+    """The bytes an operator call reads and writes (`tensor_bytes`): its arguments that it reads
+    and those it writes (`operands`), and its results, written."""
+    read, written = operands(func, args, kwargs)
+    return tensor_bytes(read) + tensor_bytes([*written, result])
 
 
 class OpCounter(TorchDispatchMode):
@@ -190,8 +195,8 @@ class OpCounter(TorchDispatchMode):
     out (about the kernels a GPU launches); `bytes`, by the same names, what each call reads and
     writes (`operand_bytes`; a tensor passed twice counts once): an estimate of the memory
     traffic of kernels that stream their operands once, as bandwidth-bound kernels on
-    activations do; `strided`, the `strided` arguments handed to `COPYING_KERNELS`, by operator
-    (copies the operator count does not show)."""
+    activations do; `strided`, the `strided` arguments that `COPYING_KERNELS` read (`operands`),
+    by operator (copies the operator count does not show)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -206,7 +211,7 @@ class OpCounter(TorchDispatchMode):
             self.counts[name] += 1
             self.bytes[name] += operand_bytes(func, args, kwargs or {}, result)
         if name in COPYING_KERNELS:
-            self.strided[name] += sum(map(strided, tree_leaves((args, kwargs))))
+            self.strided[name] += sum(map(strided, tree_leaves(operands(func, args, kwargs or {})[0])))
         return result
 
 

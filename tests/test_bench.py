@@ -40,7 +40,10 @@ def test_the_op_counter_adds_up_the_bytes_each_operator_reads_and_writes():
 
 @pytest.mark.parametrize(("mask", "read"), [((True, True), "grad,x,weight"), ((True, False), "grad,weight")])
 def test_a_convolution_backward_reads_what_its_output_mask_asks_for(mask, read):
-    grad, x, weight = torch.zeros(2, 4, 5, 5), torch.zeros(2, 3, 5, 5), torch.zeros(4, 3, 1, 1)  # 800, 600, 48 bytes
+    """The input only for the weight's gradient: its bytes, and a channel slice's copy, count
+    only then."""
+    grad, weight = torch.zeros(2, 4, 5, 5), torch.zeros(4, 3, 1, 1)  # 800 and 48 bytes
+    x = torch.zeros(2, 6, 5, 5)[:, :3]  # a channel slice (strided), spanning 600 bytes
     sizes = {"grad": 800, "x": 600, "weight": 48}
     with OpCounter() as counter:
         torch.ops.aten.convolution_backward(
@@ -48,6 +51,7 @@ def test_a_convolution_backward_reads_what_its_output_mask_asks_for(mask, read):
         )
     written = 600 + (48 if mask[1] else 0)  # the input's gradient, the weight's
     assert counter.bytes == {"convolution_backward": sum(sizes[name] for name in read.split(",")) + written}
+    assert counter.strided == {"convolution_backward": int("x" in read)}
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])

@@ -60,10 +60,11 @@ def deterministic(monkeypatch):
     lr * sign(gradient), turns that into different second losses (SDARTS-ADV on an H200: 2.27932
     in some runs, 2.27822 in others): only deterministic kernels can show that a graph replays
     what the eager step computes."""
-    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # without it, cuBLAS calls raise in this mode
     torch.use_deterministic_algorithms(True)
     yield
-    torch.use_deterministic_algorithms(False)
+    torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")

@@ -399,44 +399,50 @@ class _OutputMasks(TorchDispatchMode):
 
 
 @pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph")
+@pytest.mark.parametrize("affine", [True, False])
 @pytest.mark.parametrize("create_graph", [False, True])
-@pytest.mark.parametrize("asked", ["theta", "theta,weights", "everything"])
-def test_a_backward_pass_computes_only_the_gradients_it_was_asked_for(asked, create_graph):
+@pytest.mark.parametrize("asked", ["theta", "inputs=theta", "activations", "theta,weights", "everything"])
+def test_a_backward_pass_computes_only_the_gradients_it_was_asked_for(asked, create_graph, affine):
     """An architecture step (`autograd.grad` of the loss w.r.t. the architecture alone) needs no
-    gradient of the network's weights; PyTorch's own operators skip it, and so do ours. Asked
-    for (`autograd.grad` w.r.t. the weights, a leaf it captures, or `backward()`), the weights'
-    gradients are computed, and every gradient equals PyTorch's."""
+    gradient of the network's weights; PyTorch's own operators skip it, and so do ours, also for
+    `backward(inputs=...)` and a gradient w.r.t. activations. Asked for (`autograd.grad` w.r.t.
+    the weights, leaves it captures, or `backward()`), the weights' gradients are computed. Every
+    gradient equals PyTorch's; without create_graph, so do the backward operators' output masks."""
     generator = torch.Generator().manual_seed(7)
     theta = torch.randn(3, generator=generator, dtype=torch.float64, requires_grad=True)
     x = torch.randn(2, 4, 6, 6, generator=generator, dtype=torch.float64)
     weight = torch.randn(4, 4, 3, 3, generator=generator, dtype=torch.float64, requires_grad=True)
-    ours = BatchNorm2d(4).double()
-    plain = torch.nn.BatchNorm2d(4).double()
     layers = {
-        "ours": (lambda x: conv2d(x, weight, 1), ours),
-        "PyTorch's": (lambda x: F.conv2d(x, weight, padding=1), plain),
+        "ours": (lambda x: conv2d(x, weight, 1), BatchNorm2d(4, affine=affine).double()),
+        "PyTorch's": (lambda x: F.conv2d(x, weight, padding=1), torch.nn.BatchNorm2d(4, affine=affine).double()),
     }
     gradients, masks = {}, {}
     for name, (conv, norm) in layers.items():
-        wanted = {"theta": [theta], "theta,weights": [theta, weight, norm.weight]}.get(asked)
-        loss = (torch.tanh(norm(conv(x * theta.sum()))) * theta[0]).sum()
+        leaves = [theta, weight, *norm.parameters()]
+        activations = x * theta.sum()
+        loss = (torch.tanh(norm(conv(activations))) * theta[0]).sum()
         with _OutputMasks() as recorder:
-            if wanted is None:
-                loss.backward(create_graph=create_graph)
-                gradients[name] = [theta.grad, weight.grad, norm.weight.grad, norm.bias.grad]
-                theta.grad = weight.grad = None
+            if asked in ("everything", "inputs=theta"):
+                loss.backward(inputs=[theta] if asked == "inputs=theta" else None, create_graph=create_graph)
+                gradients[name] = [leaf.grad for leaf in leaves]
+                for leaf in leaves:
+                    leaf.grad = None
             else:
+                wanted = {"theta": [theta], "activations": [activations], "theta,weights": leaves[:3]}[asked]
                 gradients[name] = torch.autograd.grad(loss, wanted, create_graph=create_graph)
         masks[name] = recorder.masks
     for got, want in zip(gradients["ours"], gradients["PyTorch's"], strict=True):
-        assert_close(got, want)
+        if want is None:
+            assert got is None
+        else:
+            assert_close(got, want)
     if not create_graph:  # the double-backward forms are other operators (counted elsewhere)
         assert masks["ours"] == masks["PyTorch's"]
     convolution_weight = [mask[1] for name, mask in masks["ours"] if name == "convolution_backward"]
-    if asked == "theta":
-        assert not any(convolution_weight)
-    else:
+    if asked in ("theta,weights", "everything"):
         assert convolution_weight and all(convolution_weight)
+    else:
+        assert not any(convolution_weight)
 
 
 def test_drop_path_masks_keep_each_sample_with_probability_one_minus_p():
