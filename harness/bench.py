@@ -183,20 +183,14 @@ def operands(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> tuple[li
     return read, written
 
 
-def operand_bytes(func: torch._ops.OpOverload, args: tuple, kwargs: dict, result: object) -> int:
-    """The bytes an operator call reads and writes (`tensor_bytes`): its arguments that it reads
-    and those it writes (`operands`), and its results, written."""
-    read, written = operands(func, args, kwargs)
-    return tensor_bytes(read) + tensor_bytes([*written, result])
-
-
 class OpCounter(TorchDispatchMode):
     """While active: `counts`, the ATen operators dispatched, by name, views and allocations left
     out (about the kernels a GPU launches); `bytes`, by the same names, what each call reads and
-    writes (`operand_bytes`; a tensor passed twice counts once): an estimate of the memory
-    traffic of kernels that stream their operands once, as bandwidth-bound kernels on
-    activations do; `strided`, the `strided` arguments that `COPYING_KERNELS` read (`operands`),
-    by operator (copies the operator count does not show)."""
+    writes (`tensor_bytes` of the arguments it reads, and of those it writes and its results;
+    `operands`; a tensor passed twice counts once): an estimate of the memory traffic of
+    kernels that stream their operands once, as bandwidth-bound kernels on activations do;
+    `strided`, the `strided` arguments that `COPYING_KERNELS` read, by operator (copies the
+    operator count does not show)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -207,11 +201,13 @@ class OpCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
         result = func(*args, **(kwargs or {}))
-        if name not in NO_KERNEL_OPS:
-            self.counts[name] += 1
-            self.bytes[name] += operand_bytes(func, args, kwargs or {}, result)
+        if name in NO_KERNEL_OPS:
+            return result
+        read, written = operands(func, args, kwargs or {})
+        self.counts[name] += 1
+        self.bytes[name] += tensor_bytes(read) + tensor_bytes([*written, result])
         if name in COPYING_KERNELS:
-            self.strided[name] += sum(map(strided, tree_leaves(operands(func, args, kwargs or {})[0])))
+            self.strided[name] += sum(map(strided, tree_leaves(read)))
         return result
 
 
