@@ -85,6 +85,25 @@ def combine_groups(coefficients: Tensor, groups: Tensor) -> Tensor:
     return sums.view(coefficients.shape[0], *groups.shape[1:])
 
 
+def group_products(coefficients: Tensor, matrix: Tensor) -> Tensor:
+    """coefficients (k, G) @ matrix (G, N) -> (k, N): the weighted sums over groups and their
+    gradients with respect to the groups. This and the next two functions are the products every
+    weighted sum's forward and backward pass run (the kernels that
+    `docs/measurements/gpu_variants.py` swaps for an A/B)."""
+    return torch.mm(coefficients, matrix)
+
+
+def add_group_products_(out: Tensor, coefficients: Tensor, matrix: Tensor) -> None:
+    """out (k, N) += coefficients (k, G) @ matrix (G, N), in place."""
+    out.addmm_(coefficients, matrix)
+
+
+def coefficient_products(grad: Tensor, matrix: Tensor) -> Tensor:
+    """grad (k, N) @ matrix (G, N).T -> (k, G), the coefficients' gradient: `chunked_products`
+    for k > 1, one matrix-vector product for k = 1 (see `_CoefficientGradient`)."""
+    return chunked_products(grad, matrix) if grad.shape[0] > 1 else torch.mm(grad, matrix.t())
+
+
 class GroupStack:
     """A cell's growing group tensor (G, B, *inner), stored in one preallocated storage, with
     the weighted sums over it and their gradients.
@@ -195,13 +214,13 @@ class _StackGradient:
             return True
         batched = torch._C._are_functorch_transforms_active() or torch._C._functorch.is_legacy_batchedtensor(right)
         in_place = not torch.is_grad_enabled() and not batched
-        self.storage = torch.mm(left, right) if in_place else None
+        self.storage = group_products(left, right) if in_place else None
         self.task = torch._C._current_graph_task_id() if in_place else None
         return in_place
 
     def add_product(self, left: Tensor, right: Tensor) -> None:
         """Rows 0 to G of the gradient += left (G, k) @ right (k, N)."""
-        self.storage[: left.shape[0]].addmm_(left, right)
+        add_group_products_(self.storage[: left.shape[0]], left, right)
 
     def add_rows(self, start: int, grad: Tensor) -> None:
         """Rows start to start + g of the gradient += grad (g, B, *inner)."""
@@ -254,7 +273,7 @@ class _StackSums(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         ctx.gradient = gradient
         ctx.save_for_backward(coefficients, stacked)
-        return torch.mm(coefficients, stacked.view(stacked.shape[0], -1))
+        return group_products(coefficients, stacked.view(stacked.shape[0], -1))
 
     @staticmethod
     def backward(ctx, grad: Tensor | None) -> tuple[Tensor | None, ...]:
@@ -346,7 +365,7 @@ class _CoefficientGradient(torch.autograd.Function):
     @staticmethod
     def forward(ctx, grad: Tensor, matrix: Tensor) -> Tensor:
         ctx.save_for_backward(grad, matrix)
-        return chunked_products(grad, matrix) if grad.shape[0] > 1 else torch.mm(grad, matrix.t())
+        return coefficient_products(grad, matrix)
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor | None]:
@@ -367,7 +386,7 @@ class _GroupSums(torch.autograd.Function):
     @staticmethod
     def forward(ctx, coefficients: Tensor, matrix: Tensor) -> Tensor:
         ctx.save_for_backward(coefficients, matrix)
-        return torch.mm(coefficients, matrix)
+        return group_products(coefficients, matrix)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:

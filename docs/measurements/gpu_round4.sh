@@ -7,11 +7,15 @@
 # a checkout of earlier code (e.g. a `git archive` of d9e1aed, the code before round 4), timed
 # beside this one; now-darts-1-again repeats the first timing after it, for order effects.
 # Steps run most important first, each under its own limit, and none starts after DEADLINE
-# seconds (default 380); everything goes to OUTDIR/gpu.log. SMOKE=1 runs it at toy sizes on the CPU.
+# seconds (default 380); everything goes to OUTDIR/gpu.log. SMOKE=1 runs it at toy sizes on the CPU
+# (the Triton variants there in Triton's interpreter: their checks take 25 to 50 s, their benches run past
+# their limits).
 # ONLY="cuda-tests now-darts-1 ..." runs only the named steps (the names the log prints).
 # (In the session that measured round 4, max_pool3d was the variant "pool-3d" and the code's
 # max-pool max_pool2d; the code now has the 3-d form, and "pool-2d" is the comparison. The variant
-# "cat-stack" times round 5's `GroupStack` against the torch.cat it replaced.)
+# "cat-stack" times round 5's `GroupStack` against the torch.cat it replaced; "triton-sums" the
+# weighted sums' products as Triton kernels against cuBLAS's, "triton-pool" the max-pool as Triton
+# kernels against max_pool3d.)
 set -u
 out=${1:?OUTDIR}
 shared=${2:?SHARED}
@@ -28,6 +32,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
     e2e=(--device cpu --set channels=4 --set cells=3 --set data_limit=2000 --epochs 1)
     limit="--limit 3000"
     device=cpu
+    export TRITON_INTERPRET=1  # the Triton variant on the CPU: Triton's interpreter
 else
     size=()
     steps=(--steps 30 --warmup 5)
@@ -64,6 +69,13 @@ source "$(dirname "$0")/stamp.sh"
 step pool-3d-check 30 "${variants[@]}" check-pool-3d "$device"
 # shellcheck disable=SC2046  # darts N prints the words of a bench command
 step now-darts-1 60 "${variants[@]}" now --top 40 $(darts 1) --profile
+step triton-sums-check 60 "${variants[@]}" check-triton-sums "$device"
+step triton-pool-check 60 "${variants[@]}" check-triton-pool "$device"
+step triton-sums-darts-1 60 "${variants[@]}" triton-sums --top 40 $(darts 1) --profile
+step triton-pool-darts-1 60 "${variants[@]}" triton-pool --top 40 $(darts 1) --profile
+step triton-both-darts-1 60 "${variants[@]}" triton-sums+triton-pool $(darts 1)
+step triton-both-darts-3 45 "${variants[@]}" triton-sums+triton-pool $(darts 3)
+step triton-both-sdarts-adv-1 45 "${variants[@]}" triton-sums+triton-pool "${adv[@]}"
 step pool-2d-darts-1 45 "${variants[@]}" pool-2d $(darts 1)
 step plain-conv-darts-1 45 "${variants[@]}" plain-conv --top 40 $(darts 1) --profile
 step cat-stack-darts-1 45 "${variants[@]}" cat-stack $(darts 1)

@@ -1,0 +1,145 @@
+"""The 3x3 max-pool (stride 1, padding 1) of a channels-last batch as Triton kernels: the variant
+"triton-pool" of `gpu_variants.py`, an A/B against `ops.max_pool` (a max_pool3d of the dense
+(B, 1, H, W, C) storage, 3.4 ms of a 25-ms DARTS step on an H200 in round 6, 33 us a forward
+call on 6-MB activations).
+
+What changes against PyTorch's kernels, per element of a (B, H, W, C) float32 activation:
+
+* forward: the window's position of the maximum is kept as one byte (0 to 8, row by row), not an
+  int64 index: 5 bytes written instead of 12 (output and index);
+* backward: each input element gathers the output gradients of the (at most 9) windows whose
+  maximum it is, in a fixed order, where PyTorch zero-fills the input gradient and then adds each
+  output's gradient into it with atomics. Deterministic, and no zero-fill pass;
+* its derivative (a Hessian's double backward) gathers each window's gradient from its maximum.
+
+The same maxima, windows' first maximum on ties and NaN propagation as PyTorch's max-pool.
+Checked against max_pool2d by `gpu_variants.py check-triton-pool DEVICE` (on the CPU with
+TRITON_INTERPRET=1, Triton's interpreter).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+from torch import Tensor
+
+ELEMENTS = 1024  # elements per program
+
+
+@triton.jit
+def _neighbour(e, valid, height, width, channels, k: tl.constexpr):
+    # element e's neighbour k in its 3x3 window (0 to 8, row by row) in a dense (B, H, W, C)
+    # tensor: its index, and whether it lies inside the image
+    pixel = e // channels
+    w = pixel % width
+    h = (pixel // width) % height
+    dh, dw = k // 3 - 1, k % 3 - 1
+    inside = valid & (h + dh >= 0) & (h + dh < height) & (w + dw >= 0) & (w + dw < width)
+    return e + (dh * width + dw) * channels, inside
+
+
+@triton.jit
+def _pool_kernel(y_ptr, x_ptr, position_ptr, total, height, width, channels, ELEMENTS: tl.constexpr):
+    # y[e] = max of the 3x3 window around element e of a dense (B, H, W, C) tensor; position[e]
+    # = where in the window (0 to 8, row by row): the first maximum, or the last NaN
+    e = tl.program_id(0) * ELEMENTS + tl.arange(0, ELEMENTS)
+    valid = e < total
+    best = tl.full((ELEMENTS,), float("-inf"), dtype=y_ptr.dtype.element_ty)
+    position = tl.zeros((ELEMENTS,), dtype=tl.int32)
+    found = tl.zeros((ELEMENTS,), dtype=tl.int1)
+    for k in tl.static_range(9):
+        neighbour, inside = _neighbour(e, valid, height, width, channels, k)
+        value = tl.load(x_ptr + neighbour, mask=inside, other=float("-inf"))
+        take = inside & ((found == 0) | (value > best) | (value != value))
+        best = tl.where(take, value, best)
+        position = tl.where(take, k, position)
+        found = found | inside
+    tl.store(y_ptr + e, best, mask=valid)
+    tl.store(position_ptr + e, position.to(tl.int8), mask=valid)
+
+
+@triton.jit
+def _gather_kernel(grad_ptr, out_ptr, position_ptr, total, height, width, channels, ELEMENTS: tl.constexpr):
+    # grad[e] = sum of out[q] over the windows q around element e whose maximum e is
+    e = tl.program_id(0) * ELEMENTS + tl.arange(0, ELEMENTS)
+    valid = e < total
+    total_grad = tl.zeros((ELEMENTS,), dtype=grad_ptr.dtype.element_ty)
+    for k in tl.static_range(9):
+        q, inside = _neighbour(e, valid, height, width, channels, k)  # window q sees e at 8 - k
+        position = tl.load(position_ptr + q, mask=inside, other=-1).to(tl.int32)
+        value = tl.load(out_ptr + q, mask=inside & (position == 8 - k), other=0.0)
+        total_grad += value
+    tl.store(grad_ptr + e, total_grad, mask=valid)
+
+
+@triton.jit
+def _select_kernel(out_ptr, source_ptr, position_ptr, total, height, width, channels, ELEMENTS: tl.constexpr):
+    # out[q] = source[the maximum of window q]
+    q = tl.program_id(0) * ELEMENTS + tl.arange(0, ELEMENTS)
+    valid = q < total
+    position = tl.load(position_ptr + q, mask=valid, other=4).to(tl.int32)
+    dh, dw = position // 3 - 1, position % 3 - 1
+    tl.store(out_ptr + q, tl.load(source_ptr + q + (dh * width + dw) * channels, mask=valid), mask=valid)
+
+
+def _stored(images: Tensor) -> Tensor:
+    """(B, C, H, W) as its dense (B, H, W, C) storage (copied if not channels-last)."""
+    return images.permute(0, 2, 3, 1).contiguous()
+
+
+def _launch(kernel, out: Tensor, source: Tensor, positions: Tensor) -> Tensor:
+    """kernel(out, source, positions, ...) over the elements of out (all (B, H, W, C), dense)."""
+    _, height, width, channels = positions.shape
+    total = out.numel()
+    kernel[(triton.cdiv(total, ELEMENTS),)](out, source, positions, total, height, width, channels, ELEMENTS=ELEMENTS)
+    return out
+
+
+_LINEAR_KERNELS = {"gather": _gather_kernel, "select": _select_kernel}
+_ADJOINT = {"gather": "select", "select": "gather"}
+
+
+class _ByPositions(torch.autograd.Function):
+    """ "gather": the max-pool's input gradient from its output gradient; "select": each window's
+    entry of a tensor at its maximum. Linear maps of a (B, H, W, C) tensor given the positions,
+    each the other's adjoint, so each one's derivative is the other."""
+
+    @staticmethod
+    def forward(ctx, source: Tensor, positions: Tensor, kind: str) -> Tensor:
+        ctx.save_for_backward(positions)
+        ctx.kind = kind
+        out = torch.empty_like(positions, dtype=source.dtype)
+        return _launch(_LINEAR_KERNELS[kind], out, source.contiguous(), positions)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor, None, None]:
+        (positions,) = ctx.saved_tensors
+        return _ByPositions.apply(g, positions, _ADJOINT[ctx.kind]), None, None
+
+
+class _MaxPool(torch.autograd.Function):
+    """(B, H, W, C) dense -> its 3x3 max-pool, the same shape; backward the "gather" of
+    `_ByPositions`."""
+
+    @staticmethod
+    def forward(ctx, stored: Tensor) -> Tensor:
+        pooled = torch.empty_like(stored)
+        positions = torch.empty_like(stored, dtype=torch.int8)
+        _launch(_pool_kernel, pooled, stored, positions)
+        ctx.save_for_backward(positions)
+        return pooled
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (positions,) = ctx.saved_tensors
+        return _ByPositions.apply(grad, positions, "gather")
+
+
+def max_pool(x: Tensor) -> Tensor:
+    """`ops.max_pool` with the Triton kernels for a channels-last x (B, C, H, W); PyTorch's
+    max_pool2d for other layouts and under torch.func transforms."""
+    if torch._C._are_functorch_transforms_active() or not x.is_contiguous(memory_format=torch.channels_last):
+        return F.max_pool2d(x, 3, stride=1, padding=1)
+    return _MaxPool.apply(_stored(x)).permute(0, 3, 1, 2)
