@@ -22,3 +22,18 @@ class OutOfDomainError(HarnessError, ValueError):
 
 class UnknownNameError(HarnessError, ValueError):
     """A name (optimizer, search space, preset) that is not registered."""
+
+
+UNSAFE_ADVICE = ("allow_pickle", "weights_only")
+"""Words of a library's advice to load a file by running its pickled code."""
+
+
+def brief(err: BaseException) -> str:
+    """Why a library failed to read a file, for a one-line message: the error's type and first
+    line. Where the library advises loading the file unsafely (numpy's allow_pickle, torch's
+    weights_only), the reason is said instead: the file holds pickled Python objects, refused."""
+    text = str(err).strip()
+    if any(word in text for word in UNSAFE_ADVICE):
+        return "it holds pickled Python objects, which are refused, never run"
+    first = text.splitlines()[0] if text else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__

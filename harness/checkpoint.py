@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from benchmarks.cache import atomic_write
-from benchmarks.errors import HarnessError
+from benchmarks.errors import HarnessError, brief
 
 CHECKPOINT_FORMAT = 2
 """2: rows numbered by epochs completed, with the rows and records written so far."""
@@ -19,6 +19,11 @@ CHECKPOINT_FORMAT = 2
 
 class CheckpointError(HarnessError):
     """A checkpoint that is corrupt or belongs to another run configuration."""
+
+
+CHECKPOINT_KEYS = ("config_digest", "epochs_completed", "model", "optimizer", "rng", "records", "stop")
+"""What every checkpoint holds besides its format (`save_checkpoint`)."""
+RESTORE = "restore it, or delete it to restart this run from epoch 0"
 
 
 def config_digest(resolved: dict[str, Any]) -> str:
@@ -74,16 +79,23 @@ def load_checkpoint(path: Path, digest: str) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise CheckpointError(
-            f"checkpoint {path} cannot be read ({type(err).__name__}: {err}). It was left as it is: "
-            "restore it, or delete it to restart this run from epoch 0."
+            f"checkpoint {path} cannot be read ({brief(err)}). It was left as it is: {RESTORE}"
         ) from err
     if isinstance(payload, dict) and payload.get("format") == 1:
         raise CheckpointError(
             f"checkpoint {path} was written by an older harness (format 1, before row 0 was added): its table "
             "stays readable, but the search cannot go on; start it again with another --out"
         )
+    if isinstance(payload, dict) and isinstance(payload.get("format"), int) and payload["format"] > CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path} was written by a newer harness (format {payload['format']}; this one reads "
+            f"{CHECKPOINT_FORMAT}): upgrade the harness to resume it"
+        )
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"checkpoint {path} is not a harness checkpoint of format {CHECKPOINT_FORMAT}")
+        raise CheckpointError(f"checkpoint {path} is not a harness checkpoint: {RESTORE}")
+    missing = [key for key in CHECKPOINT_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is damaged (it lacks {', '.join(missing)}): {RESTORE}")
     if payload["config_digest"] != digest:
         raise CheckpointError(
             f"checkpoint {path} belongs to a different configuration than {path.parent / 'config.json'}; "

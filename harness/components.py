@@ -19,11 +19,13 @@ from harness.hessian import NCHW_ONLY_METHODS
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda if available, else cpu; a CUDA device where there is none is an error."""
+    """'auto' -> cuda if available, else cpu; a CUDA or MPS device where there is none is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise HarnessError(f"--device {name} was asked for, but PyTorch sees no CUDA device here; use --device cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise HarnessError("--device mps was asked for, but PyTorch has no Apple GPU (MPS) here; use --device cpu")
     return torch.device(name)
 
 

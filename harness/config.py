@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import json
 import math
+import numbers
 import re
 import types
 import typing
@@ -122,9 +123,9 @@ class RunConfig:
         from harness.hessian import METHODS
 
         problems = [
-            f"{name}={getattr(self, name)!r} must be at least {low}"
-            for name, low in (("epochs", 1), ("channels", 1), ("cells", 1), ("hessian_batches", 1))
-            if getattr(self, name) < low
+            f"{name}={getattr(self, name)!r} must be at least 1"
+            for name in ("epochs", "channels", "cells", "hessian_batches", "cutout_length")
+            if getattr(self, name) < 1
         ]
         problems += [
             f"{name}={getattr(self, name)!r} must be at least 1 (or unset: {unset})"
@@ -150,6 +151,10 @@ class RunConfig:
             for f in dataclasses.fields(self)
             if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name))
         ]
+        if not 0 <= self.bn_momentum <= 1:
+            problems.append(f"bn_momentum={self.bn_momentum!r} must be in [0, 1] (PyTorch's BatchNorm momentum)")
+        if not 0 <= self.cutout_prob <= 1:
+            problems.append(f"cutout_prob={self.cutout_prob!r} must be in [0, 1]")
         if not 0 < self.hessian_tolerance < 1:
             problems.append(f"hessian_tolerance={self.hessian_tolerance!r} must be in (0, 1)")
         if self.hessian_method not in METHODS:
@@ -189,13 +194,57 @@ PRESET_DESCRIPTIONS = {
 
 def make_config(optimizer: str, space: int, seed: int = 0, preset: str = "paper", **overrides: Any) -> RunConfig:
     """A RunConfig from a preset, then a registered variant's settings (when `variant` names one;
-    it must configure `optimizer`), then `overrides` (None values are ignored)."""
+    it must configure `optimizer`), then `overrides` (None values are ignored): RunConfig fields,
+    and `optimizer_options`, fields of the optimizer's Config (or, as in a sweep, of another
+    registered optimizer's, which this one ignores). Both are checked as `--set` checks them:
+    unknown names are refused, strings parsed ("false", "1e-3"), other values type-checked (the
+    options of an optimizer not registered in this process, a plug-in's, when the run loads it)."""
     if preset not in PRESETS:
         raise UnknownNameError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    given_options = overrides.pop("optimizer_options", {})
+    run_hints = {k: v for k, v in typing.get_type_hints(RunConfig).items() if k not in MAKE_CONFIG_ARGUMENTS}
+    values = {**PRESETS[preset], **_checked_settings(overrides, run_hints, "make_config")}
     options = {**PRESETS[preset].get("optimizer_options", {}), **values.pop("optimizer_options", {})}
+    options.update(_checked_options(optimizer, given_options))
     config = RunConfig(optimizer=optimizer, space=space, seed=seed, preset=preset, optimizer_options=options, **values)
     return with_registered_variant(config) if config.variant else config
+
+
+MAKE_CONFIG_ARGUMENTS = ("optimizer", "space", "seed", "preset", "optimizer_options")
+"""RunConfig fields that `make_config` takes as arguments of their own."""
+
+
+def _checked_options(optimizer: str, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` checked against the fields of the optimizers' Configs (`_checked_settings`): this
+    optimizer's own, and (as in a sweep) the others', which it ignores. Unchecked for an optimizer
+    not registered in this process (a plug-in's, loaded where the run runs)."""
+    import optimizers
+
+    if not options or optimizer not in optimizers.available():
+        return options
+    hints = {
+        key: hint
+        for name in [*optimizers.available(), optimizer]
+        for key, hint in typing.get_type_hints(optimizers.get(name).Config).items()
+    }
+    return _checked_settings(options, hints, "optimizer_options")
+
+
+def _checked_settings(settings: dict[str, Any], hints: dict[str, Any], where: str) -> dict[str, Any]:
+    """`settings` with each value as its field's type (`coerce`); an unknown name or a value of
+    the wrong type is an error naming it."""
+    checked = {}
+    for key, value in settings.items():
+        if key not in hints:
+            near = difflib.get_close_matches(key, hints, n=3)
+            hint = f"did you mean {' or '.join(near)}? " if near else ""
+            raise UnknownNameError(f"{where}: unknown setting {key!r}; {hint}known: {', '.join(sorted(hints))}")
+        try:
+            checked[key] = coerce(value, hints[key])
+        except (ValueError, TypeError) as err:
+            raise SettingError(f"{where}: {key}={value!r}: {err}") from None
+    return checked
 
 
 def with_registered_variant(config: RunConfig) -> RunConfig:
@@ -224,6 +273,18 @@ def with_registered_variant(config: RunConfig) -> RunConfig:
     )
 
 
+def near_registered_variant(variant: str, optimizer: str | None = None) -> str | None:
+    """The registered variant (of `optimizer`, when given) one typo away from `variant`, a name
+    that is not registered itself; None when there is none."""
+    import optimizers
+
+    if optimizers.registered_variant(variant) is not None:
+        return None
+    names = [v.name for v in optimizers.variants() if optimizer is None or v.optimizer == optimizer]
+    close = difflib.get_close_matches(variant, names, n=1, cutoff=0.85 if optimizer else 0.6)
+    return close[0] if close else None
+
+
 def parse_assignments(assignments: list[str] | None) -> dict[str, str]:
     """`["a=1", "b=x"]` -> {"a": "1", "b": "x"}; values stay strings until `coerce`."""
     parsed = {}
@@ -236,21 +297,23 @@ def parse_assignments(assignments: list[str] | None) -> dict[str, str]:
 
 
 def coerce(value: Any, annotation: Any) -> Any:
-    """Convert a command-line string to a dataclass field's annotated type."""
-    if not isinstance(value, str):
-        return value
+    """A setting's value as its dataclass field's annotated type: a string is parsed as `--set`
+    parses it ("true", "1e-3", "none", JSON for a list or dict), any other value checked against
+    the type (`_checked_type`); a ValueError says what was expected."""
     origin = typing.get_origin(annotation)
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if origin in (typing.Union, types.UnionType):
-        if value.lower() in ("none", "null"):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             return None
         return coerce(value, args[0])
+    if not isinstance(value, str):
+        return _checked_type(value, annotation)
     if annotation is bool:
         if value.lower() in ("1", "true", "yes", "on"):
             return True
         if value.lower() in ("0", "false", "no", "off"):
             return False
-        raise ValueError(f"expected a boolean, got {value!r}")
+        raise ValueError(f"expected a boolean (true, false, yes, no, on, off, 1 or 0), got {value!r}")
     if annotation in (int, float):
         kind = "an integer" if annotation is int else "a number"
         try:
@@ -262,7 +325,32 @@ def coerce(value: Any, annotation: Any) -> Any:
         return number
     if annotation is str:
         return value
-    return json.loads(value)
+    try:
+        return _checked_type(json.loads(value), annotation)
+    except json.JSONDecodeError:
+        example = "[]" if origin is list else "{}"
+        raise ValueError(f"expected JSON such as {example}, got {value!r}") from None
+
+
+def _checked_type(value: Any, annotation: Any) -> Any:
+    """A value that is not a string, if it has the annotated type: any integer (NumPy's too) as
+    an int, any real number as a float; else a ValueError."""
+    if annotation in (int, float) and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if annotation is int and isinstance(value, numbers.Integral):
+            return int(value)
+        if annotation is float:
+            if not math.isfinite(value):
+                raise ValueError(f"{value!r} is not a finite number")
+            return float(value)
+    if annotation is bool and isinstance(value, bool):
+        return value
+    expected = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(annotation)
+    if expected is None:  # a container type: list[str], dict[str, Any]
+        container = typing.get_origin(annotation) or annotation
+        if isinstance(value, container):
+            return value
+        expected = f"a {container.__name__}"
+    raise ValueError(f"expected {expected}, got {value!r}")
 
 
 def apply_settings(config: RunConfig, settings: dict[str, str], option_classes: Sequence[type]) -> RunConfig:
@@ -286,7 +374,7 @@ def apply_settings(config: RunConfig, settings: dict[str, str], option_classes: 
                     f"{key!r} is a setting of {', '.join(owners)}, not of the optimizer(s) run here; settable: "
                     f"{', '.join(settable)}"
                 )
-            hint = f"did you mean {' or '.join(near)}? " if near else ""
+            hint = f"did you mean {' or '.join(near)}? " if near else _elsewhere_hint(key)
             raise UnknownNameError(f"unknown setting {key!r}; {hint}settable: {', '.join(settable)}")
         hint = run_hints.get(key, option_hints.get(key))
         try:
@@ -298,6 +386,17 @@ def apply_settings(config: RunConfig, settings: dict[str, str], option_classes: 
         else:
             options[key] = converted
     return dataclasses.replace(config, optimizer_options=options, **changes)
+
+
+def _elsewhere_hint(key: str) -> str:
+    """'did you mean X (a setting of ...)? ' for the option of another optimizer nearest `key`, or ''."""
+    import optimizers
+
+    options = {
+        name for optimizer in optimizers.available() for name in typing.get_type_hints(optimizers.get(optimizer).Config)
+    }
+    near = difflib.get_close_matches(key, options, n=1)
+    return f"did you mean {near[0]} (a setting of {', '.join(_optimizers_with_option(near[0]))})? " if near else ""
 
 
 def _optimizers_with_option(key: str) -> list[str]:

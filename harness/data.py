@@ -61,9 +61,13 @@ def ensure_cifar10(root: str | Path) -> Path:
     return folder
 
 
+CIFAR10_TRAIN_IMAGES = 50_000
+"""The training images of the official CIFAR-10 files."""
+
+
 def read_cifar10_train(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """The training images (N, 3, 32, 32) uint8 and labels (N,) int64 of a `cifar-10-batches-py`
-    folder, in file order (N = 50,000 for the official files).
+    folder, in file order (N = `CIFAR10_TRAIN_IMAGES` for the official files).
 
     Each file is unpickled without running any code and checked (see `harness.cifar10_files`);
     raises `MissingFileError` or `DataFileError` naming the file.

@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from harness.config import RunConfig, apply_settings, make_config
+from harness.schema import RUN_KEY
 
 PAPER_METHODS = ("enas", "darts", "gdas", "nasp", "pcdarts", "sdarts-rs", "sdarts-adv", "hessian-reg")
 """Figures 4-5's seven optimizers and Figure 3's explicit Hessian regularisation."""
@@ -107,6 +110,18 @@ def grid_configs(
     return configs
 
 
+def grid_rows(collected: pd.DataFrame, configs: Sequence[RunConfig]) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of a collected table (`harness.results.collect`) that belong to the grid's runs,
+    and the names of the other runs the table holds (e.g. a larger grid run earlier into the
+    same folder), in the order of `RUN_KEY`."""
+    grid = {(c.space, c.optimizer, c.variant_label, c.seed) for c in configs}
+    keys = list(zip(*(collected[name] for name in RUN_KEY)))
+    in_grid = [key in grid for key in keys]
+    others = sorted({key for key, inside in zip(keys, in_grid) if not inside})
+    names = [f"{variant}-s{space}-seed{seed}" for space, _, variant, seed in others]
+    return collected[in_grid].reset_index(drop=True), names
+
+
 def report_markdown(
     scale: Scale,
     command: str,
@@ -114,8 +129,10 @@ def report_markdown(
     failed: Sequence[str],
     figures: Sequence[Path],
     claims: str,
+    left_out: Sequence[str] = (),
 ) -> str:
-    """The report: what was run, what failed, the figures and the claim table."""
+    """The report: what was run, what failed, the figures and the claim table; `left_out`: the
+    runs in the results folder that are not in the grid (not drawn, not checked)."""
     spaces = sorted({c.space for c in configs})
     seeds = sorted({c.seed for c in configs})
     methods = list(dict.fromkeys(c.optimizer for c in configs))
@@ -129,6 +146,12 @@ def report_markdown(
         f" ({len(configs)} runs).",
         "",
     ]
+    if left_out:
+        lines += [
+            f"Left out: {len(left_out)} other run(s) in the results folder, not in this grid "
+            f"({', '.join(left_out)}); its all_epochs table keeps them.",
+            "",
+        ]
     if failed:
         lines += ["Runs that did not complete (their rows so far are included):", ""]
         lines += [f"- {name}" for name in failed] + [""]

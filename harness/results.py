@@ -19,7 +19,7 @@ import pandas as pd
 from benchmarks.cache import atomic_write
 from benchmarks.errors import DataFileError, MissingFileError
 from harness.locks import is_held
-from harness.schema import RUN_KEY, upgrade_table
+from harness.schema import RUN_KEY, TableVersionError, ends_in_cut_line, upgrade_table
 
 CONFIG_FILE = "config.json"
 TABLE_FILE = "epochs.parquet"
@@ -71,15 +71,17 @@ def read_table(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"results table {path} does not exist")
+    csv = path.suffix.lower() == ".csv"
+    if csv and ends_in_cut_line(path):
+        raise DataFileError(f"results table {path} ends in a half-written line: write it again or restore it")
     try:
-        frame = (
-            pd.read_csv(path, dtype={"arch_hash": str, "arch_matrix": str})
-            if path.suffix.lower() == ".csv"
-            else pd.read_parquet(path)
-        )
+        frame = pd.read_csv(path, dtype={"arch_hash": str, "arch_matrix": str}) if csv else pd.read_parquet(path)
     except Exception as err:
         raise DataFileError(f"results table {path} cannot be read ({err}); it may be corrupt") from err
-    return upgrade_table(frame)
+    try:
+        return upgrade_table(frame)
+    except TableVersionError as err:
+        raise DataFileError(f"results table {path}: {err}") from None
 
 
 def write_status(run_dir: Path, state: str, epochs_completed: int, epochs: int, **details: Any) -> None:

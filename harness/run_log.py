@@ -12,6 +12,7 @@ import datetime
 import io
 import os
 import platform
+import shlex
 import sys
 import threading
 import traceback
@@ -75,7 +76,7 @@ def threads_line(run_name: str, threads: int, how: str = FREE_CORES) -> str:
 
 def plot_command(run_dir: str | Path) -> str:
     """The command that draws a run's (or a results folder's) figures."""
-    return f"python -m harness plot {run_dir}"
+    return f"python -m harness plot {shlex.quote(str(run_dir))}"
 
 
 def finished_line(run_dir: str | Path) -> str:

@@ -22,12 +22,19 @@ from benchmarks.errors import HarnessError
 from benchmarks.nasbench1shot1 import get_search_space
 from benchmarks.nasbench101 import NASBench101
 from harness.benchmark import load_benchmark
-from harness.checkpoint import config_digest, load_checkpoint, save_checkpoint, set_rng_state
+from harness.checkpoint import (
+    RESTORE,
+    CheckpointError,
+    config_digest,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
 from harness.cifar10_files import data_fingerprint
 from harness.components import backend_settings, build_model, resolve_device, search_data, use_cuda_graphs
 from harness.config import RunConfig, SettingError, optimizer_config
 from harness.cuda_graphs import GraphedStep
-from harness.data import SearchData, ensure_cifar10, read_cifar10_train
+from harness.data import CIFAR10_TRAIN_IMAGES, SearchData, ensure_cifar10, read_cifar10_train
 from harness.identity import identity_differences, resolved_config, run_identity
 from harness.locks import hold_lock
 from harness.measurements import EpochContext, RunFailed, TrainingStats, measurements
@@ -123,11 +130,12 @@ class SearchRun:
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def _trained(self) -> bool:
-        """Whether the directory holds a trained epoch (its table has a row after epoch 0; an
-        unreadable table counts as trained when a checkpoint exists)."""
+        """Whether the directory holds a trained epoch (its table has a row after epoch 0; a missing
+        or unreadable table counts as trained when a checkpoint exists: recovery rebuilds the table
+        from the checkpoint's rows)."""
         table = self.run_dir / TABLE_FILE
         if not table.exists():
-            return False
+            return (self.run_dir / CHECKPOINT_FILE).exists()
         try:
             return bool((read_table(table)["epoch"] >= 1).any())
         except HarnessError:
@@ -162,10 +170,12 @@ class SearchRun:
         return self.run_dir
 
     def _execute(self) -> None:
-        """Run or resume the search, recording any error or interrupt in status.json."""
+        """Run or resume the search, recording any error or interrupt in status.json. A complete
+        run is left alone, unless its config.json is gone: the search then resumes after its last
+        epoch, which checks the checkpoint against this configuration and writes config.json."""
         status = read_status(self.run_dir) or {}
         epochs = self.config.epochs
-        if is_complete(status, epochs):
+        if is_complete(status, epochs) and (self.run_dir / CONFIG_FILE).exists():
             done = status["epochs_completed"]
             stopped = f", stopped early: {status['stop']['reason']}" if status.get("stop") else ""
             self.log(f"{self.config.run_name}: already complete ({done} of {epochs} epochs{stopped}), nothing to do")
@@ -205,9 +215,9 @@ class SearchRun:
             optimizer = self.optimizer_class(
                 self.space, model, optimizer_config(self.config, self.optimizer_class.Config)
             )
-            write_json(self.run_dir / CONFIG_FILE, self._description(table, best_test, best_valid, data, device))
             search = _Search(self, data, model, optimizer, table, best_test)
-            records, stop = self._resume(model, optimizer)
+            records, stop = self._resume(model, optimizer)  # checks first that a checkpoint is this run's
+            write_json(self.run_dir / CONFIG_FILE, self._description(table, best_test, best_valid, data, device))
             search.records = records
             if not records["rows"]:
                 stop = search.measure_row(0, time.perf_counter(), None, lambda: _last_valid_batch(data, 0))
@@ -267,6 +277,12 @@ class SearchRun:
 
     def _load_data(self, device: torch.device) -> SearchData:
         images, labels = read_cifar10_train(ensure_cifar10(self.config.data))
+        if not self.config.data_limit and len(images) < CIFAR10_TRAIN_IMAGES:
+            self.log(
+                f"warning: {self.config.data} holds {len(images):,} CIFAR-10 training images, not the "
+                f"{CIFAR10_TRAIN_IMAGES:,} of the official files (a subset?): this search uses all of them; "
+                "the paper's setting needs the full set"
+            )
         if self.config.data_limit:
             images, labels = images[: self.config.data_limit], labels[: self.config.data_limit]
         self.data_fingerprint = data_fingerprint(images, labels)
@@ -291,9 +307,15 @@ class SearchRun:
         if not path.exists():
             return {"rows": [], "alphas": [], "samples": []}, None
         state = load_checkpoint(path, self.digest)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            set_rng_state(state["rng"])
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
+            detail = " ".join(str(err).split())  # PyTorch lists every mismatch on a line of its own
+            raise CheckpointError(
+                f"checkpoint {path} does not fit this run ({type(err).__name__}: {detail[:240]}): {RESTORE}"
+            ) from err
         done = state["epochs_completed"]
         if done < self.config.epochs and state["stop"] is None:
             self.log(f"{self.config.run_name}: resuming after epoch {done} of {self.config.epochs}")

@@ -30,17 +30,57 @@ RUN_KEY = ("space", "optimizer", "variant", "seed")
 """What tells runs apart in a collected table."""
 
 
+class TableVersionError(ValueError):
+    """Rows that no version of the table describes: a row without a valid version (cut off while
+    being written, or edited) or one of a newer version than this harness reads."""
+
+
+def row_numbers(mask: pd.Series, limit: int = 5) -> str:
+    """The (1-based) numbers of the rows where `mask` holds, at most `limit` of them."""
+    rows = [str(i + 1) for i, bad in enumerate(mask.to_numpy()) if bad]
+    return ", ".join(rows[:limit]) + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
+
+
+def table_versions(frame: pd.DataFrame) -> pd.Series:
+    """Each row's schema version (1 for a table without the column, as version 1 wrote none); a
+    `TableVersionError` for a row without a valid one or with a newer one."""
+    if "schema_version" not in frame.columns:
+        return pd.Series(1, index=frame.index)
+    version = pd.to_numeric(frame["schema_version"], errors="coerce")
+    invalid = version.isna() | (version != version.round()) | (version < 1)
+    if invalid.any():
+        raise TableVersionError(
+            f"row(s) {row_numbers(invalid)} have no valid schema_version: the table was cut off while being "
+            "written, or edited; write it again (python -m harness collect) or restore it"
+        )
+    if (version > SCHEMA_VERSION).any():
+        raise TableVersionError(
+            f"it was written by a newer harness (table version {int(version.max())}; this one reads 1 to "
+            f"{SCHEMA_VERSION}): upgrade the harness to read it"
+        )
+    return version
+
+
+def ends_in_cut_line(path: str) -> bool:
+    """Whether a CSV file ends in a half-written line: every complete table ends with a newline."""
+    with open(path, "rb") as file:
+        file.seek(0, 2)
+        if file.tell() == 0:
+            return False
+        file.seek(-1, 2)
+        return file.read(1) != b"\n"
+
+
 def upgrade_table(frame: pd.DataFrame) -> pd.DataFrame:
     """A table (or a collection of tables) of any version, read as the current version: v1 rows
     move to the epochs-completed numbering (epoch + 1), added columns get what older versions
     implied (variant = optimizer, the last row selected), renamed columns their new names; then
     every row says the current version, so upgrading again changes nothing. A current table is
-    returned as is."""
+    returned as is. Rows without a valid version, or of a newer one, are a `TableVersionError`."""
     if "schema_version" in frame.columns and len(frame) and (frame["schema_version"] == SCHEMA_VERSION).all():
         return frame
+    version = table_versions(frame)
     frame = frame.copy()
-    version = frame["schema_version"] if "schema_version" in frame.columns else pd.Series(1, index=frame.index)
-    version = pd.to_numeric(version, errors="coerce").fillna(1)
     if "epoch" in frame.columns:
         frame.loc[version < 2, "epoch"] += 1
     for old, new in RENAMED.items():

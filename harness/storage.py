@@ -11,11 +11,15 @@ from benchmarks.errors import HarnessError
 REASONS = {
     errno.ENOSPC: ("the disk is full", "free some space"),
     errno.EDQUOT: ("the disk quota is exceeded", "free some space"),
+    errno.EFBIG: ("the file exceeds the largest file size allowed (ulimit -f)", "raise the limit"),
     errno.EROFS: ("the file system is read-only", "write somewhere writable (e.g. another --out)"),
     errno.EACCES: ("permission denied", "make it writable, or write somewhere else (e.g. another --out)"),
     errno.EPERM: ("operation not permitted", "make it writable, or write somewhere else (e.g. another --out)"),
+    errno.EEXIST: ("a file stands where a folder is needed", "give a folder (e.g. another --out)"),
+    errno.ENOTDIR: ("part of the path is a file, not a folder", "give a folder (e.g. another --out)"),
 }
-"""errno -> (what happened, the fix) for the storage faults reported as one line."""
+"""errno -> (what happened, the fix) for the storage faults reported as one line (EEXIST and
+ENOTDIR: a folder to make or write into that is a file)."""
 
 
 class StorageError(HarnessError):

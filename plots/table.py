@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.schema import upgrade_table
+from harness.schema import TableVersionError, ends_in_cut_line, row_numbers, upgrade_table
 from plots.errors import MissingColumnsError, TableFileError, TableFormatError
 
 #: Columns every figure needs; everything else is optional or ignored.
@@ -49,6 +49,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
     reader = _READERS.get(path.suffix.lower())
     if reader is None:
         raise TableFormatError(f"cannot read {path}: expected a .parquet or .csv file, got {path.suffix!r}")
+    if reader is pd.read_csv and ends_in_cut_line(path):
+        raise TableFormatError(f"results table {path} ends in a half-written line: write it again or restore it")
     try:
         table = reader(path)
     except Exception as err:  # pyarrow and the CSV parser raise many types for a corrupt file
@@ -86,7 +88,10 @@ def check_table(table: pd.DataFrame, source: str = "results table") -> pd.DataFr
     resumed run) keeps its last row. Unknown columns are kept untouched.
     """
     require_columns(table, REQUIRED_COLUMNS, source)
-    table = upgrade(table)
+    try:
+        table = upgrade(table)
+    except TableVersionError as err:
+        raise TableFormatError(f"{source}: {err}") from None
     if table.empty:
         raise TableFormatError(f"{source} has no rows")
     if "benchmark" in table.columns and table["benchmark"].nunique() > 1:
@@ -103,8 +108,33 @@ def check_table(table: pd.DataFrame, source: str = "results table") -> pd.DataFr
         table[name] = values.astype(int)
     for name in NUMERIC_COLUMNS:
         if name in table.columns:
-            table[name] = pd.to_numeric(table[name], errors="coerce").astype(float)
+            values = pd.to_numeric(table[name], errors="coerce").astype(float)
+            garbled = values.isna() & table[name].notna()
+            if garbled.any():
+                raise TableFormatError(
+                    f"{source}: column {name!r} holds something other than a number in row(s) "
+                    f"{row_numbers(garbled)}: write the table again or restore it"
+                )
+            table[name] = values
     return table.drop_duplicates(list(_KEY), keep="last").reset_index(drop=True)
+
+
+def combine_tables(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Checked tables from several sources (source name -> table) as one, refusing a run that
+    appears in more than one: its rows could not be told apart, and a curve would mix them."""
+    names = list(tables)
+    runs = ["space", "method", "seed"]
+    seen: dict[tuple, str] = {}
+    for name in names:
+        for key in tables[name][runs].drop_duplicates().itertuples(index=False, name=None):
+            if key in seen:
+                space, method, seed = key
+                raise TableFormatError(
+                    f"run {method} space {space} seed {seed} is in both {seen[key]} and {name}: plot them "
+                    "separately, or give one of the two runs another name (--variant NAME) so each is its own curve"
+                )
+            seen[key] = name
+    return pd.concat([tables[name] for name in names], ignore_index=True)
 
 
 def is_synthetic(table: pd.DataFrame) -> bool:

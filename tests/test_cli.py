@@ -258,6 +258,19 @@ def test_sweep_lists_the_failed_run_and_finishes_the_others(
         (["run", "--optimizer", "darts", "--space", "1", "--set", "arch_lr=fast"], "expected a number, got 'fast'"),
         (["run", "--optimizer", "darts", "--space", "1", "--set", "epochs=2.5"], "expected an integer, got '2.5'"),
         (["plot", "no-such-folder", "--figure", "fig3"], "results folder no-such-folder does not exist"),
+        (["run", "--optimizer", "darts", "--space", "1", "--set", "attack_step=1"], "did you mean attack_steps (a "),
+        (["run", "--optimizer", "darts", "--space", "1", "--set", "hessian=maybe"], "(true, false, yes, no, on, off"),
+        (
+            ["run", "--optimizer", "darts", "--space", "1", "--variant", "rdarts-l2-81e4"],
+            "sets nothing, so it would run plain darts: did you mean 'rdarts-l2-81e-4'?",
+        ),
+        (["run", "--space", "1", "--variant", "rdarts-l2-81e4"], "did you mean 'rdarts-l2-81e-4'? Else name its"),
+        (["run", "--optimizer", "darts", "--space", "1", "--epochs", "2", "--set", "epochs=3"], "--epochs and --set"),
+        (["sweep", "--optimizers", "darts", "--out", "a", "--set", "out=b"], "--out and --set out= both given"),
+        (
+            ["query", "--matrix", "[[0,1],[0,0]]", "--ops", "input,mxpool"],
+            "unknown op(s) mxpool; allowed: input, output, conv3x3-bn-relu",
+        ),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(
@@ -316,7 +329,15 @@ def test_docs_cli_md_covers_every_verb_and_option() -> None:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_a_missing_cuda_device_fails_before_any_folder_is_made(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["run", "--optimizer", "darts", "--space", "1", "--device", "cuda", "--out", str(tmp_path / "r")]) == 2
-    assert "PyTorch sees no CUDA device here; use --device cpu" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [("cuda", "PyTorch sees no CUDA device here; use --device cpu"), ("mps", "PyTorch has no Apple GPU (MPS) here")],
+)
+def test_a_missing_gpu_fails_before_any_folder_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture, device: str, message: str
+) -> None:
+    if torch.cuda.is_available() or torch.backends.mps.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["run", "--optimizer", "darts", "--space", "1", "--device", device, "--out", str(tmp_path / "r")]) == 2
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()

@@ -134,12 +134,15 @@ def test_collect_and_plot_read_a_read_only_results_folder(
     assert tidy_table(results, figures) == figures / f"{COLLECTED_FILE}.parquet"
 
 
-def test_full_disk_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+@pytest.mark.parametrize(
+    ("code", "what"), [(errno.ENOSPC, "the disk is full"), (errno.EFBIG, "the largest file size allowed")]
+)
+def test_full_disk_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, code: int, what: str) -> None:
     results = results_with_one_run(tmp_path)
-    refuse_writes_under(monkeypatch, results, errno.ENOSPC)
+    refuse_writes_under(monkeypatch, results, code)
     assert main(["collect", str(results)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: cannot write {results}") and "the disk is full" in err and err.count("\n") == 1
+    assert err.startswith(f"error: cannot write {results}") and what in err and err.count("\n") == 1
 
 
 def test_lock_on_read_only_storage_lets_reading_go_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

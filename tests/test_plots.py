@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import numpy as np
@@ -294,3 +295,37 @@ def test_presets_draw_what_is_there_and_name_what_is_missing(tmp_path: Path) -> 
     with pytest.raises(plots.PlotsError, match="the table has none of fig3's methods"):
         plots.make_figures(table[table["optimizer"] == "enas"], tmp_path / "none", figure="fig3")
     assert not (tmp_path / "none").exists() or not any((tmp_path / "none").iterdir())
+
+
+def test_a_run_in_two_sources_is_refused_not_merged() -> None:
+    from plots.table import check_table, combine_tables
+
+    table = check_table(make_table())
+    other = table[table["optimizer"] == OPTIMIZERS[0]]
+    assert len(combine_tables({"a": table[table["optimizer"] != OPTIMIZERS[0]], "b": other})) == len(table)
+    with pytest.raises(plots.PlotsError, match=f"run {OPTIMIZERS[0]} space 1 seed 0 is in both a and b"):
+        combine_tables({"a": table, "b": other})
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda text: text[:-40], "ends in a half-written line"),
+        (lambda text: text + "darts-s1-seed9,darts,1,9\n", "row(s) 91 have no valid schema_version"),
+        (lambda text: text.replace(",4\n", ",99\n", 1), "newer harness (table version 99; this one reads 1 to 4)"),
+        (lambda text: text.replace("\ndarts,", "\ndarts,", 1).replace(",0.1", ",abc", 1), "other than a number"),
+    ],
+)
+def test_a_damaged_or_newer_csv_table_is_refused_naming_the_file(tmp_path: Path, damage, message: str) -> None:
+    from benchmarks.errors import DataFileError
+    from harness.results import read_table as read_run_table
+
+    columns = ["run", "optimizer", "space", "seed", "epoch", "benchmark", "test_error", "schema_version"]
+    path = tmp_path / "table.csv"
+    path.write_text(damage(make_table()[columns].to_csv(index=False)))
+    with pytest.raises(plots.PlotsError, match=re.escape(message)) as caught:
+        plots.read_table(path)
+    assert str(path) in str(caught.value)
+    if "number" not in message:  # the harness's reader checks the rows' versions and the last line too
+        with pytest.raises(DataFileError, match=re.escape(message)):
+            read_run_table(path)

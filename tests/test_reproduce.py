@@ -99,3 +99,18 @@ def test_reproduce_tiny_runs_end_to_end(cifar_root, tmp_path, capsys):
     )
     assert (table.groupby("run")["epoch"].max() == 2).all()
     assert any(out.glob("*.pdf"))
+
+
+def test_only_the_grids_runs_are_drawn_and_checked_and_the_others_are_named(tmp_path):
+    from harness.reproduce import SCALES, grid_configs, grid_rows, report_markdown
+
+    configs = grid_configs(SCALES["tiny"], str(tmp_path), methods=["darts", "gdas"])
+    table = paper_like_table().assign(optimizer=lambda frame: frame["variant"])
+    rows, left_out = grid_rows(table, configs)
+    assert sorted(rows["variant"].unique()) == ["darts", "gdas"]
+    assert set(rows["space"]) == {1} and set(rows["seed"]) == {0}
+    assert len(rows) == 2 * 11  # two runs of 10 epochs and row 0
+    assert {"sdarts-adv-s1-seed0", "darts-s2-seed0", "darts-s1-seed1"} <= set(left_out)
+    assert len(left_out) == 7 * 2 * 2 - 2
+    report = report_markdown(SCALES["tiny"], "cmd", configs, [], [], "claims", left_out)
+    assert f"Left out: {len(left_out)} other run(s)" in report

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ from benchmarks.errors import HarnessError, MissingFileError
 from benchmarks.nasbench101.synthetic import write_synthetic
 from harness import locks
 from harness.checkpoint import CheckpointError
-from harness.config import SettingError
+from harness.config import SettingError, make_config
 from harness.measurements import declared_columns
 from harness.results import CHECKPOINT_FILE, LOCK_FILE, TABLE_FILE, TIMING_COLUMNS, read_status, read_table
 from harness.runner import RunFailed, run_search
@@ -120,6 +122,33 @@ def test_a_run_that_completed_no_epoch_may_start_over_with_other_settings(cifar_
     assert json.loads((run_dir / "config.json").read_text())["resolved"]["optimizer_config"]["nan_from_epoch"] == 5
 
 
+def test_a_checkpoint_whose_table_is_gone_is_kept_when_the_settings_change(cifar_root, tmp_path):
+    config = tiny_config(cifar_root, tmp_path, epochs=1, hessian=False)
+    run_dir = run_search(config, progress=False, log=lambda _: None)
+    (run_dir / TABLE_FILE).unlink()
+    checkpoint = (run_dir / CHECKPOINT_FILE).read_bytes()
+    changed = dataclasses.replace(config, optimizer_options={**config.optimizer_options, "arch_lr": 1e-3})
+    with pytest.raises(HarnessError, match="holds a run with a different configuration"):
+        run_search(changed, progress=False, log=lambda _: None)
+    assert (run_dir / CHECKPOINT_FILE).read_bytes() == checkpoint
+    run_search(config, progress=False, log=lambda _: None)  # the same settings: the table comes back
+    assert read_table(run_dir / TABLE_FILE)["epoch"].tolist() == [0, 1]
+
+
+def test_a_complete_run_whose_config_is_gone_gets_it_back_from_the_same_settings_only(cifar_root, tmp_path):
+    config = tiny_config(cifar_root, tmp_path, epochs=1, hessian=False)
+    run_dir = run_search(config, progress=False, log=lambda _: None)
+    table = read_table(run_dir / TABLE_FILE)
+    (run_dir / "config.json").unlink()
+    other = dataclasses.replace(config, optimizer_options={**config.optimizer_options, "arch_lr": 1e-3})
+    with pytest.raises(CheckpointError, match="belongs to a different configuration"):
+        run_search(other, progress=False, log=lambda _: None)
+    assert not (run_dir / "config.json").exists()
+    run_search(config, progress=False, log=lambda _: None)
+    assert json.loads((run_dir / "config.json").read_text())["resolved"]["run"]["epochs"] == 1
+    pd.testing.assert_frame_equal(_comparable(read_table(run_dir / TABLE_FILE)), _comparable(table))
+
+
 @pytest.mark.parametrize(
     ("optimizer", "options", "message"),
     [
@@ -159,6 +188,33 @@ def test_corrupt_and_mismatched_checkpoints_are_reported_not_overwritten(cifar_r
         run_search(
             tiny_config(cifar_root, tmp_path, epochs=1, hessian=False, channels=4), progress=False, log=lambda _: None
         )
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda state: state.pop("model"), r"is damaged \(it lacks model\): restore it, or delete it"),
+        (lambda state: state.update(format=3), r"written by a newer harness \(format 3; this one reads 2\)"),
+        (
+            lambda state: state.update(model={k: v[:1] if v.dim() else v for k, v in state["model"].items()}),
+            r"does not fit this run \(RuntimeError: Error\(s\) in loading state_dict for OneShotModel: size mismatch",
+        ),
+        (lambda state: state.update(records=os.system), "holds pickled Python objects, which are refused, never run"),
+    ],
+)
+def test_a_damaged_or_hostile_checkpoint_is_one_line_and_left_as_it_is(cifar_root, tmp_path, damage, message):
+    config = tiny_config(cifar_root, tmp_path, epochs=1, hessian=False)
+    run_dir = run_search(config, progress=False, log=lambda _: None)
+    (run_dir / "status.json").unlink()  # not complete: the next call resumes from the checkpoint
+    checkpoint = run_dir / CHECKPOINT_FILE
+    state = torch.load(checkpoint, weights_only=True)
+    damage(state)
+    torch.save(state, checkpoint)
+    written = checkpoint.read_bytes()
+    with pytest.raises(CheckpointError, match=message) as caught:
+        run_search(config, progress=False, log=lambda _: None)
+    assert "\n" not in str(caught.value) and "weights_only" not in str(caught.value)
+    assert checkpoint.read_bytes() == written
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(cifar_root, tmp_path):
@@ -213,6 +269,9 @@ def test_a_run_written_before_new_settings_existed_still_resumes(cifar_root, tmp
         {"epochs": 0},
         {"valid_batches": 0},
         {"device": "tpu"},
+        {"bn_momentum": 5.0},
+        {"cutout_prob": 1.5},
+        {"cutout_length": 0},
         {"hessian_data": "random"},
         {"variant": "Has Space"},
     ],
@@ -220,6 +279,46 @@ def test_a_run_written_before_new_settings_existed_still_resumes(cifar_root, tmp
 def test_invalid_settings_are_refused_when_the_config_is_made(cifar_root, tmp_path, setting):
     with pytest.raises(SettingError, match=next(iter(setting))):
         tiny_config(cifar_root, tmp_path, **setting)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"chanels": 4}, "make_config: unknown setting 'chanels'; did you mean channels"),
+        ({"hessian": 1}, "make_config: hessian=1: expected a boolean, got 1"),
+        ({"epochs": 2.5}, "make_config: epochs=2.5: expected an integer"),
+        ({"plugins": "mine.py"}, "plugins='mine.py': expected JSON such as []"),
+        ({"optimizer_options": {"arch_lrr": 1}}, "optimizer_options: unknown setting 'arch_lrr'; did you mean"),
+        ({"optimizer_options": {"unrolled": "maybe"}}, "unrolled='maybe': expected a boolean"),
+    ],
+)
+def test_make_config_checks_its_settings_as_set_does(overrides, message):
+    with pytest.raises(HarnessError, match=re.escape(message)):
+        make_config("darts", 1, **overrides)
+
+
+def test_make_config_reads_strings_and_numbers_as_set_does():
+    config = make_config(
+        "darts",
+        1,
+        hessian="false",
+        epochs=np.int64(3),
+        cutout_prob=1,
+        optimizer_options={"unrolled": "false", "arch_lr": "1e-3", "batch_size": np.int32(16)},
+    )
+    assert config.hessian is False and config.epochs == 3 and type(config.epochs) is int
+    assert config.cutout_prob == 1.0 and type(config.cutout_prob) is float
+    assert config.optimizer_options == {"unrolled": False, "arch_lr": 1e-3, "batch_size": 16}
+
+
+def test_a_cifar10_subset_without_data_limit_is_named_in_the_log(cifar_root, tmp_path):
+    lines: list[str] = []
+    config = dataclasses.replace(tiny_config(cifar_root, tmp_path, epochs=1, hessian=False), data_limit=None)
+    run_search(config, progress=False, log=lines.append)
+    assert any(line.startswith(f"warning: {cifar_root} holds 2,000 CIFAR-10 training images") for line in lines)
+    lines.clear()
+    run_search(tiny_config(cifar_root, tmp_path / "limited", epochs=1, hessian=False), progress=False, log=lines.append)
+    assert not any("CIFAR-10 training images" in line for line in lines)
 
 
 def test_more_hessian_batches_than_the_data_holds_is_refused_before_training(cifar_root, tmp_path):

@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from benchmarks.cache import atomic_write, build_lock, cache_dir, remove_orphans
-from benchmarks.errors import DataFileError, HarnessError, MissingFileError
+from benchmarks.errors import DataFileError, HarnessError, MissingFileError, brief
 from benchmarks.nasbench101.model_spec import MAX_VERTICES, PADDING_LABEL
 from benchmarks.nasbench101.record import SYNTHETIC_PREFIX, check_cell, decode_payload
 from benchmarks.nasbench101.tfrecord import FETCH_HINT, corrupt_record_error, file_crc32c, iter_records
@@ -102,8 +102,8 @@ def _metadata(arrays: np.lib.npyio.NpzFile, cache: str | os.PathLike) -> dict:
 
 def _not_a_cache(cache: str | os.PathLike, err: Exception) -> DataFileError:
     return DataFileError(
-        f"{cache} is not a NAS-Bench-101 table cache ({err}): give the .tfrecord or the {CACHE_SUFFIX} made from it "
-        "(a damaged cache: delete it and convert again)"
+        f"{cache} is not a NAS-Bench-101 table cache ({brief(err)}): give the .tfrecord or the {CACHE_SUFFIX} made "
+        "from it (a damaged cache: delete it and convert again)"
     )
 
 

@@ -268,7 +268,7 @@ def _build_table(path: Path) -> None:
     the cache onto `path`."""
     scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        source = scratch / f"{path.name}.tfrecord"
+        source = scratch / "nasbench_synthetic.tfrecord"  # the name `harness synthetic` writes by default
         print(
             f"building the synthetic NAS-Bench-101 table once for this machine ({path}; about 30 s): "
             "listing the models of the three spaces, writing their records, converting",

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.cache import CacheDamaged, atomic_write, cache_dir, load_or_build
-from benchmarks.errors import OutOfDomainError, UnknownNameError
+from benchmarks.errors import OutOfDomainError, UnknownNameError, brief
 from benchmarks.nasbench101.graph_hash import graph_hash
 from benchmarks.nasbench101.isomorphism import canonical_codes, first_of_each_model
 from benchmarks.nasbench101.model_spec import (
@@ -64,7 +64,7 @@ def _load_models(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with np.load(path, allow_pickle=False) as cached:
             matrices, labels, hashes = cached["matrices"], cached["labels"], cached["hashes"]
     except Exception as err:  # a damaged .npz fails in many ways (BadZipFile, EOFError, KeyError...)
-        raise CacheDamaged(f"{type(err).__name__}: {err}") from None
+        raise CacheDamaged(brief(err)) from None
     shapes = (matrices.shape[1:], labels.shape[1:], len(labels), len(hashes), hashes.dtype)
     if shapes != ((MAX_VERTICES, MAX_VERTICES), (MAX_VERTICES,), len(matrices), len(matrices), np.dtype("S32")):
         raise CacheDamaged(f"unexpected arrays {shapes}")

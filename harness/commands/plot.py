@@ -64,17 +64,16 @@ def make_plots(
     them, drawn as one table) into `out` (default: `default_out` of the first); see `tidy_table`
     and `plots.make_figures` for `size`, `figure` and `report`; `alignment`: see
     `plots.alignment`."""
-    import pandas as pd
-
     import plots
     from benchmarks.errors import DataFileError
     from plots.alignment import align
+    from plots.table import combine_tables
 
     sources = [Path(results_dir)] if isinstance(results_dir, (str, Path)) else [Path(p) for p in results_dir]
     out = Path(out) if out is not None else default_out(sources[0])
     try:
-        tables = [plots.read_table(tidy_table(source, out)) for source in sources]
-        table = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
+        tables = {str(source): plots.read_table(tidy_table(source, out)) for source in sources}
+        table = combine_tables(tables)
         table = align(table, alignment)
         return plots.make_figures(table, out, log_y=log_y, regret=regret, size=size, figure=figure, report=report)
     except plots.PlotsError as err:

@@ -78,7 +78,7 @@ def parse_matrix(text: str) -> list[list[int]]:
 
 def model_of(args: argparse.Namespace):
     """The ModelSpec or hash that `args` name (exactly one of a hash, or --matrix with --ops)."""
-    from benchmarks.nasbench101.model_spec import ModelSpec
+    from benchmarks.nasbench101.model_spec import OP_LABELS, ModelSpec
     from harness.config import SettingError
 
     if (args.hash is None) == (args.matrix is None):
@@ -88,6 +88,12 @@ def model_of(args: argparse.Namespace):
     if not args.ops:
         raise SettingError("--matrix needs --ops, e.g. --ops input,conv3x3,maxpool,output")
     ops = [OP_ALIASES.get(op.strip(), op.strip()) for op in args.ops.split(",")]
+    unknown = [op for op in ops if op not in OP_LABELS]
+    if unknown:
+        raise SettingError(
+            f"--ops: unknown op(s) {', '.join(unknown)}; allowed: {', '.join(OP_LABELS)} "
+            f"(or the short names {', '.join(OP_ALIASES)})"
+        )
     return ModelSpec(parse_matrix(args.matrix), ops)
 
 

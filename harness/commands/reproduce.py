@@ -7,12 +7,15 @@ import argparse
 import shlex
 from pathlib import Path
 
+from harness.config import DEFAULT_BENCHMARK
+
 
 def _reproduce(args: argparse.Namespace) -> int:
     from benchmarks.cache import atomic_write
     from harness.commands.collect import collect_to_files
     from harness.commands.plot import make_plots
-    from harness.reproduce import SCALES, grid_configs, report_markdown
+    from harness.reproduce import SCALES, grid_configs, grid_rows, report_markdown
+    from harness.results import read_table, write_table
     from harness.sweep import parse_int_list, run_sweep
     from plots.claims import check_claims, claims_markdown
 
@@ -32,15 +35,16 @@ def _reproduce(args: argparse.Namespace) -> int:
     print(f"reproduce ({scale.name}): {len(configs)} runs -> {out / 'runs'}")
     outcomes = run_sweep(configs, args.jobs, verbose=0 if args.quiet else 1, progress=not args.quiet)
     failed = [f"{o.run}: {o.detail}" for o in outcomes if not o.ok]
-    parquet, _, _ = collect_to_files(out / "runs")
+    collected, _, _ = collect_to_files(out / "runs")
+    rows, left_out = grid_rows(read_table(collected), configs)
+    if left_out:
+        print(f"left out {len(left_out)} other run(s) in {out / 'runs'}, not in this grid: {', '.join(left_out)}")
+    parquet = out / "grid_epochs.parquet"
+    write_table(parquet, rows)
     figures = make_plots(parquet, out, figure="all", report=print)
-    import pandas as pd
-
-    from harness.schema import upgrade_table
-
-    verdicts = check_claims(upgrade_table(pd.read_parquet(parquet)))
+    verdicts = check_claims(rows)
     command = shlex.join(["python", "-m", "harness", "reproduce", *_options(args)])
-    report = report_markdown(scale, command, configs, failed, figures, claims_markdown(verdicts))
+    report = report_markdown(scale, command, configs, failed, figures, claims_markdown(verdicts), left_out)
     atomic_write(out / "report.md", lambda tmp: tmp.write_text(report))
     for verdict in verdicts:
         print(f"  {verdict.claim}: {verdict.status} ({verdict.detail})")
@@ -74,7 +78,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--methods", help="comma-separated optimizers (default: the scale's)")
     parser.add_argument("--out", help="output folder (default: results/reproduce-SCALE)")
     parser.add_argument("--data", help="folder holding cifar-10-batches-py/ (default: data/)")
-    parser.add_argument("--benchmark", help="NAS-Bench-101 .tfrecord or cache, or 'synthetic'")
+    parser.add_argument(
+        "--benchmark", help=f"NAS-Bench-101 .tfrecord or cache, or 'synthetic' (default: {DEFAULT_BENCHMARK})"
+    )
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")

@@ -12,8 +12,12 @@ from harness.config import (
     SettingError,
     apply_settings,
     make_config,
+    near_registered_variant,
     parse_assignments,
 )
+
+FLAGGED_SETTINGS = ("epochs", "data", "benchmark", "out", "device")
+"""RunConfig fields that both a flag of `add_run_options` and `--set` can give."""
 
 
 def add_run_options(parser: argparse.ArgumentParser, quiet: str) -> None:
@@ -72,8 +76,10 @@ def optimizer_of_variant(variant: str, optimizer: str | None) -> str:
         return optimizer
     registered = optimizers.registered_variant(variant) if variant else None
     if registered is None:
+        near = near_registered_variant(variant) if variant else None
+        hint = f"did you mean {near!r}? Else " if near else ""
         raise SettingError(
-            f"variant {variant!r} is not registered: name its optimizer with --optimizer"
+            f"variant {variant!r} is not registered: {hint}name its optimizer with --optimizer"
             if variant
             else "name an optimizer with --optimizer (or a registered --variant)"
         )
@@ -96,6 +102,17 @@ def config_from_args(
 
     for plugin in args.plugin:
         optimizers.load_plugin(plugin)
+    settings = parse_assignments(args.settings)
+    twice = [key for key in FLAGGED_SETTINGS if key in settings and getattr(args, key) is not None]
+    if twice:
+        raise SettingError(
+            f"{', '.join(f'--{key} and --set {key}=' for key in twice)} both given: keep one of each pair"
+        )
+    if variant and not variant_settings and not settings and (near := near_registered_variant(variant, optimizer)):
+        raise SettingError(
+            f"variant {variant!r} is not registered and sets nothing, so it would run plain {optimizer}: did you "
+            f"mean {near!r}? (To name a variant of your own, give its settings: --variant {variant}:KEY=VALUE)"
+        )
     config = make_config(
         optimizer,
         space,
@@ -111,7 +128,7 @@ def config_from_args(
         variant=variant or None,
     )
     classes = [optimizers.get(optimizer).Config, *option_classes]
-    return apply_settings(config, {**(variant_settings or {}), **parse_assignments(args.settings)}, classes)
+    return apply_settings(config, {**(variant_settings or {}), **settings}, classes)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from harness.commands.run import add_run_options, config_from_args, optimizer_of_variant, parse_variant
 from harness.config import SettingError
@@ -57,7 +58,7 @@ def print_next_steps(results_dir: str, outcomes: list[RunOutcome]) -> None:
     """Where the sweep's results are, and the command that plots them."""
     if any(o.ok for o in outcomes):
         print(f"results in {results_dir}/ (one folder per run, each with its run.log); plot them:")
-        print(f"  python -m harness plot {results_dir}      # figures in {results_dir}/figures/")
+        print(f"  python -m harness plot {shlex.quote(str(results_dir))}      # figures in {results_dir}/figures/")
 
 
 def _sweep(args: argparse.Namespace) -> int:
