@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import importlib.metadata
 import io
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import threading
 import traceback
@@ -89,17 +91,42 @@ def finished_line(run_dir: str | Path) -> str:
 
 
 def environment(device: Any) -> dict[str, Any]:
-    """What results were computed with: torch and Python versions, the device and its name, and
-    PyTorch's CPU threads (config.json's `environment`, bench's JSON)."""
+    """What results were computed with: the harness's version and commit, torch and Python
+    versions, the device and its name, and PyTorch's CPU threads (config.json's `environment`,
+    bench's JSON)."""
     import torch
 
     return {
+        **harness_version(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": str(device),
         "device_name": device_name(device),
         "torch_threads": torch.get_num_threads(),
     }
+
+
+def harness_version() -> dict[str, str | None]:
+    """The installed harness's version, and the git commit of its source when it runs from a
+    checkout ("+dirty" when tracked files differ from it; None outside a checkout)."""
+    try:
+        version = importlib.metadata.version("nas-harness")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown (not installed)"
+    source = Path(__file__).resolve().parents[1]
+    git = ["git", "-C", str(source)]
+    try:
+        commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
+        changes = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {"harness": version, "harness_commit": None}
+    return {"harness": version, "harness_commit": commit.stdout.strip() + ("+dirty" if changes.stdout.strip() else "")}
 
 
 def device_name(device: Any) -> str:

@@ -96,7 +96,10 @@ def test_list_gives_a_plugin_without_a_docstring_none_of_its_base() -> None:
 
 
 def test_run_writes_the_resolved_overrides(cli_run: Path) -> None:
-    resolved = json.loads((cli_run / "config.json").read_text())["resolved"]
+    written = json.loads((cli_run / "config.json").read_text())
+    resolved, environment = written["resolved"], written["environment"]
+    assert environment["harness"] and environment["torch"] == torch.__version__
+    assert environment["harness_commit"] is None or len(environment["harness_commit"].split("+")[0]) == 40
     run, options = resolved["run"], resolved["optimizer_config"]
     assert (run["optimizer"], run["epochs"], run["channels"], run["cells"]) == ("sdarts-rs", 1, 2, 3)
     assert (run["bn_momentum"], run["hessian_method"], run["hessian"]) == (0.9, "lanczos", False)
