@@ -31,9 +31,12 @@ UNSAFE_ADVICE = ("allow_pickle", "weights_only")
 def brief(err: BaseException) -> str:
     """Why a library failed to read a file, for a one-line message: the error's type and first
     line. Where the library advises loading the file unsafely (numpy's allow_pickle, torch's
-    weights_only), the reason is said instead: the file holds pickled Python objects, refused."""
+    weights_only), the reason is said instead: pickled Python objects (a refused global), or a
+    damaged file or one of another kind."""
     text = str(err).strip()
     if any(word in text for word in UNSAFE_ADVICE):
-        return "it holds pickled Python objects, which are refused, never run"
+        if "Unsupported global" in text or "GLOBAL" in text:
+            return "it holds pickled Python objects, which are refused, never run"
+        return "it is damaged, or not this kind of file (nothing in it was run)"
     first = text.splitlines()[0] if text else ""
     return f"{type(err).__name__}: {first}" if first else type(err).__name__

@@ -11,12 +11,15 @@ import difflib
 import json
 import math
 import numbers
+import os
 import re
 import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from benchmarks.errors import HarnessError, UnknownNameError
 from benchmarks.nasbench1shot1.reference import REFERENCE_BN_MOMENTUM
@@ -334,7 +337,8 @@ def coerce(value: Any, annotation: Any) -> Any:
 
 def _checked_type(value: Any, annotation: Any) -> Any:
     """A value that is not a string, if it has the annotated type: any integer (NumPy's too) as
-    an int, any real number as a float; else a ValueError."""
+    an int, any real number as a float, NumPy's booleans as bools, a path (`os.PathLike`) as its
+    string; else a ValueError."""
     if annotation in (int, float) and isinstance(value, numbers.Real) and not isinstance(value, bool):
         if annotation is int and isinstance(value, numbers.Integral):
             return int(value)
@@ -342,8 +346,10 @@ def _checked_type(value: Any, annotation: Any) -> Any:
             if not math.isfinite(value):
                 raise ValueError(f"{value!r} is not a finite number")
             return float(value)
-    if annotation is bool and isinstance(value, bool):
-        return value
+    if annotation is bool and isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if annotation is str and isinstance(value, os.PathLike):
+        return os.fspath(value)
     expected = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(annotation)
     if expected is None:  # a container type: list[str], dict[str, Any]
         container = typing.get_origin(annotation) or annotation

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import importlib.metadata
 import io
 import os
@@ -106,27 +107,29 @@ def environment(device: Any) -> dict[str, Any]:
     }
 
 
+@functools.cache
 def harness_version() -> dict[str, str | None]:
-    """The installed harness's version, and the git commit of its source when it runs from a
-    checkout ("+dirty" when tracked files differ from it; None outside a checkout)."""
+    """The installed harness's version, and the git commit of its source when that is the top of
+    a git checkout ("+dirty" when tracked files differ from it; None otherwise, e.g. installed
+    into another repository's virtual environment). Asked once per process."""
     try:
         version = importlib.metadata.version("nas-harness")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown (not installed)"
     source = Path(__file__).resolve().parents[1]
-    git = ["git", "-C", str(source)]
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # never take the index's lock
+
+    def git(*args: str) -> str:
+        command = ["git", "-C", str(source), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=10, check=True, env=env).stdout.strip()
+
     try:
-        commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
-        changes = subprocess.run(
-            [*git, "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != source:
+            return {"harness": version, "harness_commit": None}
+        dirty = "+dirty" if git("status", "--porcelain", "--untracked-files=no") else ""
+        return {"harness": version, "harness_commit": git("rev-parse", "HEAD") + dirty}
     except (OSError, subprocess.SubprocessError):
         return {"harness": version, "harness_commit": None}
-    return {"harness": version, "harness_commit": commit.stdout.strip() + ("+dirty" if changes.stdout.strip() else "")}
 
 
 def device_name(device: Any) -> str:

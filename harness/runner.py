@@ -171,11 +171,13 @@ class SearchRun:
 
     def _execute(self) -> None:
         """Run or resume the search, recording any error or interrupt in status.json. A complete
-        run is left alone, unless its config.json is gone: the search then resumes after its last
-        epoch, which checks the checkpoint against this configuration and writes config.json."""
+        run is left alone, unless its config.json is gone and its checkpoint is there: the search then
+        resumes after its last epoch, which checks the checkpoint against this configuration and
+        writes config.json."""
         status = read_status(self.run_dir) or {}
         epochs = self.config.epochs
-        if is_complete(status, epochs) and (self.run_dir / CONFIG_FILE).exists():
+        config_gone = not (self.run_dir / CONFIG_FILE).exists() and (self.run_dir / CHECKPOINT_FILE).exists()
+        if is_complete(status, epochs) and not config_gone:
             done = status["epochs_completed"]
             stopped = f", stopped early: {status['stop']['reason']}" if status.get("stop") else ""
             self.log(f"{self.config.run_name}: already complete ({done} of {epochs} epochs{stopped}), nothing to do")
@@ -311,6 +313,8 @@ class SearchRun:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             set_rng_state(state["rng"])
+        except torch.OutOfMemoryError:
+            raise
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
             detail = " ".join(str(err).split())  # PyTorch lists every mismatch on a line of its own
             raise CheckpointError(

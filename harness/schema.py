@@ -17,6 +17,9 @@ History:
 
 from __future__ import annotations
 
+import csv
+import os
+
 import pandas as pd
 
 SCHEMA_VERSION = 4
@@ -42,17 +45,20 @@ def row_numbers(mask: pd.Series, limit: int = 5) -> str:
 
 
 def table_versions(frame: pd.DataFrame) -> pd.Series:
-    """Each row's schema version (1 for a table without the column, as version 1 wrote none); a
-    `TableVersionError` for a row without a valid one or with a newer one."""
+    """Each row's schema version (1 where there is none: version 1 wrote none, and a collection
+    may hold its rows beside later ones); a `TableVersionError` for a row whose version is not a
+    version number or is newer than this harness reads."""
     if "schema_version" not in frame.columns:
         return pd.Series(1, index=frame.index)
-    version = pd.to_numeric(frame["schema_version"], errors="coerce")
-    invalid = version.isna() | (version != version.round()) | (version < 1)
+    given = frame["schema_version"]
+    version = pd.to_numeric(given, errors="coerce")
+    invalid = (version.isna() & given.notna()) | (version.notna() & ((version != version.round()) | (version < 1)))
     if invalid.any():
         raise TableVersionError(
-            f"row(s) {row_numbers(invalid)} have no valid schema_version: the table was cut off while being "
-            "written, or edited; write it again (python -m harness collect) or restore it"
+            f"row(s) {row_numbers(invalid)} have no valid schema_version: the table was edited or damaged; "
+            "write it again (python -m harness collect) or restore it"
         )
+    version = version.fillna(1)
     if (version > SCHEMA_VERSION).any():
         raise TableVersionError(
             f"it was written by a newer harness (table version {int(version.max())}; this one reads 1 to "
@@ -61,14 +67,17 @@ def table_versions(frame: pd.DataFrame) -> pd.Series:
     return version
 
 
-def ends_in_cut_line(path: str) -> bool:
-    """Whether a CSV file ends in a half-written line: every complete table ends with a newline."""
+def ends_in_cut_line(path: str | os.PathLike) -> bool:
+    """Whether a CSV table ends in a half-written line: a last line without its newline that has
+    fewer fields than the header, or any last line without its newline in a table the harness
+    wrote (it has a schema_version column, and the harness ends every table with a newline)."""
     with open(path, "rb") as file:
-        file.seek(0, 2)
-        if file.tell() == 0:
-            return False
-        file.seek(-1, 2)
-        return file.read(1) != b"\n"
+        data = file.read()
+    if not data or data.endswith(b"\n"):
+        return False
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    header, last = next(csv.reader(lines[:1])), next(csv.reader(lines[-1:]), [])
+    return "schema_version" in header or len(last) < len(header)
 
 
 def upgrade_table(frame: pd.DataFrame) -> pd.DataFrame:

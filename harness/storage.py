@@ -15,8 +15,8 @@ REASONS = {
     errno.EROFS: ("the file system is read-only", "write somewhere writable (e.g. another --out)"),
     errno.EACCES: ("permission denied", "make it writable, or write somewhere else (e.g. another --out)"),
     errno.EPERM: ("operation not permitted", "make it writable, or write somewhere else (e.g. another --out)"),
-    errno.EEXIST: ("a file stands where a folder is needed", "give a folder (e.g. another --out)"),
-    errno.ENOTDIR: ("part of the path is a file, not a folder", "give a folder (e.g. another --out)"),
+    errno.EEXIST: ("a file stands where a folder is needed", "move that file, or name another folder"),
+    errno.ENOTDIR: ("part of the path is a file, not a folder", "move that file, or name another folder"),
 }
 """errno -> (what happened, the fix) for the storage faults reported as one line (EEXIST and
 ENOTDIR: a folder to make or write into that is a file)."""

@@ -264,8 +264,8 @@ def test_sweep_lists_the_failed_run_and_finishes_the_others(
         (["run", "--optimizer", "darts", "--space", "1", "--set", "attack_step=1"], "did you mean attack_steps (a "),
         (["run", "--optimizer", "darts", "--space", "1", "--set", "hessian=maybe"], "(true, false, yes, no, on, off"),
         (
-            ["run", "--optimizer", "darts", "--space", "1", "--variant", "rdarts-l2-81e4"],
-            "sets nothing, so it would run plain darts: did you mean 'rdarts-l2-81e-4'?",
+            ["run", "--optimizer", "darts", "--space", "1", "--variant", "rdarts-l2-81e4", "--set", "hessian=false"],
+            "sets none of what 'rdarts-l2-81e-4' sets, so it would run plain darts under that name: did you mean",
         ),
         (["run", "--space", "1", "--variant", "rdarts-l2-81e4"], "did you mean 'rdarts-l2-81e-4'? Else name its"),
         (["run", "--optimizer", "darts", "--space", "1", "--epochs", "2", "--set", "epochs=3"], "--epochs and --set"),
@@ -344,3 +344,14 @@ def test_a_missing_gpu_fails_before_any_folder_is_made(
     assert main(["run", "--optimizer", "darts", "--space", "1", "--device", device, "--out", str(tmp_path / "r")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_user_variant_setting_what_its_near_registered_namesake_sets_is_its_own(tmp_path: Path) -> None:
+    from harness.cli import build_parser
+    from harness.commands.run import config_from_args
+
+    args = build_parser().parse_args(
+        ["run", "--optimizer", "darts", "--space", "1", "--variant", "rdarts-l2-5e-4", "--set", "weight_decay=5e-4"]
+    )
+    config = config_from_args(args, "darts", 1, 0, (), "rdarts-l2-5e-4", {})
+    assert config.variant == "rdarts-l2-5e-4" and config.optimizer_options["weight_decay"] == 5e-4

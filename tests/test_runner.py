@@ -147,6 +147,12 @@ def test_a_complete_run_whose_config_is_gone_gets_it_back_from_the_same_settings
     run_search(config, progress=False, log=lambda _: None)
     assert json.loads((run_dir / "config.json").read_text())["resolved"]["run"]["epochs"] == 1
     pd.testing.assert_frame_equal(_comparable(read_table(run_dir / TABLE_FILE)), _comparable(table))
+    for name in ("config.json", CHECKPOINT_FILE):  # nothing to check a configuration against: left alone
+        (run_dir / name).unlink()
+    written = (run_dir / TABLE_FILE).read_bytes()
+    lines: list[str] = []
+    run_search(config, progress=False, log=lines.append)
+    assert any("already complete" in line for line in lines) and (run_dir / TABLE_FILE).read_bytes() == written
 
 
 @pytest.mark.parametrize(
@@ -304,9 +310,12 @@ def test_make_config_reads_strings_and_numbers_as_set_does():
         hessian="false",
         epochs=np.int64(3),
         cutout_prob=1,
+        cutout=np.bool_(True),
+        out=Path("somewhere") / "results",
         optimizer_options={"unrolled": "false", "arch_lr": "1e-3", "batch_size": np.int32(16)},
     )
     assert config.hessian is False and config.epochs == 3 and type(config.epochs) is int
+    assert config.cutout is True and config.out == str(Path("somewhere") / "results")
     assert config.cutout_prob == 1.0 and type(config.cutout_prob) is float
     assert config.optimizer_options == {"unrolled": False, "arch_lr": 1e-3, "batch_size": 16}
 

@@ -115,16 +115,25 @@ def contract(a: Tensor, b: Tensor) -> Tensor:
     return partial.sum(0)
 
 
+def _batched(*tensors: Tensor) -> bool:
+    """Whether any of `tensors` is a batch of gradients (`autograd.grad(..., is_grads_batched=True)`,
+    the Hessian's "reverse-over-reverse"), which a kernel cannot read: PyTorch's products then."""
+    return any(torch._C._functorch.is_legacy_batchedtensor(t) for t in tensors)
+
+
 def group_products(coefficients: Tensor, matrix: Tensor) -> Tensor:
     """`groups.group_products` as `combine`."""
-    return combine(coefficients, matrix)
+    return torch.mm(coefficients, matrix) if _batched(coefficients, matrix) else combine(coefficients, matrix)
 
 
 def add_group_products_(out: Tensor, coefficients: Tensor, matrix: Tensor) -> None:
     """`groups.add_group_products_` as `combine` in place."""
-    combine(coefficients, matrix, out=out, accumulate=True)
+    if _batched(out, coefficients, matrix):
+        out.addmm_(coefficients, matrix)
+    else:
+        combine(coefficients, matrix, out=out, accumulate=True)
 
 
 def coefficient_products(grad: Tensor, matrix: Tensor) -> Tensor:
     """`groups.coefficient_products` as `contract`."""
-    return contract(grad, matrix)
+    return torch.mm(grad, matrix.t()) if _batched(grad, matrix) else contract(grad, matrix)

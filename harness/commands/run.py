@@ -108,10 +108,12 @@ def config_from_args(
         raise SettingError(
             f"{', '.join(f'--{key} and --set {key}=' for key in twice)} both given: keep one of each pair"
         )
-    if variant and not variant_settings and not settings and (near := near_registered_variant(variant, optimizer)):
+    near = near_registered_variant(variant, optimizer) if variant else None
+    if near and not set(optimizers.registered_variant(near).settings) & {*(variant_settings or {}), *settings}:
         raise SettingError(
-            f"variant {variant!r} is not registered and sets nothing, so it would run plain {optimizer}: did you "
-            f"mean {near!r}? (To name a variant of your own, give its settings: --variant {variant}:KEY=VALUE)"
+            f"variant {variant!r} is not registered and sets none of what {near!r} sets, so it would run plain "
+            f"{optimizer} under that name: did you mean {near!r}? (To name a variant of your own, give its settings: "
+            f"--variant {variant}:KEY=VALUE)"
         )
     config = make_config(
         optimizer,
