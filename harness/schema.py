@@ -1,7 +1,7 @@
 """Versions of the per-epoch table and how an older table is read as the current one.
 
-Pandas only, importing nothing else of the harness: `plots` reads tables through
-`upgrade_table` too. The current columns are declared by the measurements
+Pandas and the standard library only, importing nothing of the harness: `plots` reads tables
+through `upgrade_table` too. The current columns are declared by the measurements
 (`harness.measurements`); `SCHEMA_VERSION` is the newest `since` among them (a test keeps the
 two equal). Every row stores the version that wrote it.
 
