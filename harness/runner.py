@@ -8,6 +8,7 @@ call resumes."""
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -326,7 +327,8 @@ class SearchRun:
         return state["records"], state["stop"]
 
     def _summary(self, row: dict) -> str:
-        """The console line of a row; the Hessian's parts only where one was computed."""
+        """The console line of a row; the Hessian's parts only where one was computed, and a
+        warning where the supernet's validation loss is not finite (the table keeps it)."""
         eigenvalue, hessian_seconds = row["hessian_eigenvalue"], row["hessian_seconds"]
         computed = eigenvalue == eigenvalue or hessian_seconds > 0  # a NaN eigenvalue that took time is shown
         eigen = f" | Hessian eig {'n/a' if eigenvalue != eigenvalue else f'{eigenvalue:.4g}'}" if computed else ""
@@ -341,7 +343,14 @@ class SearchRun:
             f"{row['supernet_valid_accuracy']:.1%} | {row['epoch_seconds']:.1f} s"
             + (f" + {hessian_seconds:.1f} s Hessian" if computed else "")
             + (f" | stopped: {row['stop_reason']}" if row["stop_reason"] else "")
+            + (NONFINITE_VALIDATION if not math.isfinite(row.get("supernet_valid_loss", 0.0)) else "")
         )
+
+
+NONFINITE_VALIDATION = (
+    " | warning: the supernet's validation loss is not finite (its BatchNorm running statistics may have "
+    "diverged: check bn_momentum)"
+)
 
 
 def _last_valid_batch(data: SearchData, epoch: int) -> Batch:

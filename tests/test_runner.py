@@ -430,4 +430,6 @@ def test_the_epoch_line_shows_the_hessian_only_where_one_was_computed():
     row.update(hessian_eigenvalue=0.25, hessian_seconds=1.5)
     assert "| Hessian eig 0.25 |" in run._summary(row) and run._summary(row).endswith("2.0 s + 1.5 s Hessian")
     row.update(hessian_eigenvalue=float("nan"))
-    assert "| Hessian eig n/a |" in run._summary(row)
+    assert "| Hessian eig n/a |" in run._summary(row) and "warning" not in run._summary(row)
+    row.update(supernet_valid_loss=float("nan"))
+    assert run._summary(row).endswith("may have diverged: check bn_momentum)")
