@@ -226,12 +226,7 @@ def _checked_options(optimizer: str, options: dict[str, Any]) -> dict[str, Any]:
 
     if not options or optimizer not in optimizers.available():
         return options
-    hints = {
-        key: hint
-        for name in [*optimizers.available(), optimizer]
-        for key, hint in typing.get_type_hints(optimizers.get(name).Config).items()
-    }
-    return _checked_settings(options, hints, "optimizer_options")
+    return _checked_settings(options, _option_hints(optimizer), "optimizer_options")
 
 
 def _checked_settings(settings: dict[str, Any], hints: dict[str, Any], where: str) -> dict[str, Any]:
@@ -396,13 +391,17 @@ def apply_settings(config: RunConfig, settings: dict[str, str], option_classes: 
 
 def _elsewhere_hint(key: str) -> str:
     """'did you mean X (a setting of ...)? ' for the option of another optimizer nearest `key`, or ''."""
+    near = difflib.get_close_matches(key, _option_hints(), n=1)
+    return f"did you mean {near[0]} (a setting of {', '.join(_optimizers_with_option(near[0]))})? " if near else ""
+
+
+def _option_hints(first: str | None = None) -> dict[str, Any]:
+    """The fields of every registered optimizer's Config, with their annotated types (`first`'s
+    where optimizers annotate a field differently)."""
     import optimizers
 
-    options = {
-        name for optimizer in optimizers.available() for name in typing.get_type_hints(optimizers.get(optimizer).Config)
-    }
-    near = difflib.get_close_matches(key, options, n=1)
-    return f"did you mean {near[0]} (a setting of {', '.join(_optimizers_with_option(near[0]))})? " if near else ""
+    names = [*optimizers.available(), *([first] if first else [])]
+    return {key: hint for name in names for key, hint in typing.get_type_hints(optimizers.get(name).Config).items()}
 
 
 def _optimizers_with_option(key: str) -> list[str]:

@@ -19,7 +19,7 @@ import pandas as pd
 from benchmarks.cache import atomic_write
 from benchmarks.errors import DataFileError, MissingFileError
 from harness.locks import is_held
-from harness.schema import RUN_KEY, TableVersionError, ends_in_cut_line, upgrade_table
+from harness.schema import CUT_LINE, RUN_KEY, TableVersionError, ends_in_cut_line, upgrade_table
 
 CONFIG_FILE = "config.json"
 TABLE_FILE = "epochs.parquet"
@@ -73,7 +73,7 @@ def read_table(path: Path) -> pd.DataFrame:
         raise MissingFileError(f"results table {path} does not exist")
     csv = path.suffix.lower() == ".csv"
     if csv and ends_in_cut_line(path):
-        raise DataFileError(f"results table {path} ends in a half-written line: write it again or restore it")
+        raise DataFileError(f"results table {path} {CUT_LINE}")
     try:
         frame = pd.read_csv(path, dtype={"arch_hash": str, "arch_matrix": str}) if csv else pd.read_parquet(path)
     except Exception as err:

@@ -34,8 +34,8 @@ RUN_KEY = ("space", "optimizer", "variant", "seed")
 
 
 class TableVersionError(ValueError):
-    """Rows that no version of the table describes: a row without a valid version (cut off while
-    being written, or edited) or one of a newer version than this harness reads."""
+    """Rows that no version of the table describes: a row whose version is not a version number
+    (an edited or damaged table) or is newer than this harness reads."""
 
 
 def row_numbers(mask: pd.Series, limit: int = 5) -> str:
@@ -72,12 +72,21 @@ def ends_in_cut_line(path: str | os.PathLike) -> bool:
     fewer fields than the header, or any last line without its newline in a table the harness
     wrote (it has a schema_version column, and the harness ends every table with a newline)."""
     with open(path, "rb") as file:
-        data = file.read()
-    if not data or data.endswith(b"\n"):
+        first = file.readline()
+        size = file.seek(0, os.SEEK_END)
+        file.seek(max(0, size - TAIL_BYTES))
+        tail = file.read()
+    if not tail or tail.endswith(b"\n"):
         return False
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    header, last = next(csv.reader(lines[:1])), next(csv.reader(lines[-1:]), [])
+    header = next(csv.reader([first.decode("utf-8", errors="replace")]))
+    last = next(csv.reader([tail.splitlines()[-1].decode("utf-8", errors="replace")]), [])
     return "schema_version" in header or len(last) < len(header)
+
+
+TAIL_BYTES = 1 << 16
+"""How much of a CSV table's end `ends_in_cut_line` reads (more than one row)."""
+CUT_LINE = "ends in a half-written line: write it again or restore it"
+"""What a table that `ends_in_cut_line` is told."""
 
 
 def upgrade_table(frame: pd.DataFrame) -> pd.DataFrame:

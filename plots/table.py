@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.schema import TableVersionError, ends_in_cut_line, row_numbers, upgrade_table
+from harness.schema import CUT_LINE, TableVersionError, ends_in_cut_line, row_numbers, upgrade_table
 from plots.errors import MissingColumnsError, TableFileError, TableFormatError
 
 #: Columns every figure needs; everything else is optional or ignored.
@@ -50,7 +50,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if reader is None:
         raise TableFormatError(f"cannot read {path}: expected a .parquet or .csv file, got {path.suffix!r}")
     if reader is pd.read_csv and ends_in_cut_line(path):
-        raise TableFormatError(f"results table {path} ends in a half-written line: write it again or restore it")
+        raise TableFormatError(f"results table {path} {CUT_LINE}")
     try:
         table = reader(path)
     except Exception as err:  # pyarrow and the CSV parser raise many types for a corrupt file
