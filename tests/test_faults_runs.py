@@ -135,7 +135,13 @@ def test_collect_and_plot_read_a_read_only_results_folder(
 
 
 @pytest.mark.parametrize(
-    ("code", "what"), [(errno.ENOSPC, "the disk is full"), (errno.EFBIG, "the largest file size allowed")]
+    ("code", "what"),
+    [
+        (errno.ENOSPC, "the disk is full"),
+        (errno.EFBIG, "the largest file size allowed"),
+        (errno.EEXIST, "a file stands where a folder is needed"),
+        (errno.ENOTDIR, "part of the path is a file, not a folder"),
+    ],
 )
 def test_full_disk_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, code: int, what: str) -> None:
     results = results_with_one_run(tmp_path)
@@ -215,3 +221,21 @@ def test_record_failure_maps_storage_errors_and_survives_a_failing_record() -> N
 
     other = RuntimeError("boom")
     assert record_failure(other, read_only) is other
+
+
+def test_a_library_read_error_is_brief_and_never_advises_loading_unsafely(tmp_path: Path) -> None:
+    from benchmarks.errors import brief
+
+    hostile, damaged = tmp_path / "hostile.pt", tmp_path / "damaged.pt"
+    torch.save({"records": os.system}, hostile)  # a checkpoint that would run os.system if unpickled unsafely
+    damaged.write_bytes(b"\x80\x02not a pickle at all")
+    reasons = []
+    for path in (hostile, damaged):
+        with pytest.raises(Exception) as caught:
+            torch.load(path, weights_only=True)
+        reasons.append(brief(caught.value))
+    assert reasons == [
+        "it holds pickled Python objects, which are refused, never run",
+        "it is damaged, or not this kind of file (nothing in it was run)",
+    ]
+    assert brief(OSError("first line\nsecond line")) == "OSError: first line"
