@@ -18,7 +18,6 @@ from typing import Any
 import pandas as pd
 
 from harness.config import RunConfig, apply_settings, make_config
-from harness.schema import RUN_KEY
 
 PAPER_METHODS = ("enas", "darts", "gdas", "nasp", "pcdarts", "sdarts-rs", "sdarts-adv", "hessian-reg")
 """Figures 4-5's seven optimizers and Figure 3's explicit Hessian regularisation."""
@@ -111,15 +110,11 @@ def grid_configs(
 
 
 def grid_rows(collected: pd.DataFrame, configs: Sequence[RunConfig]) -> tuple[pd.DataFrame, list[str]]:
-    """The rows of a collected table (`harness.results.collect`) that belong to the grid's runs,
-    and the names of the other runs the table holds (e.g. a larger grid run earlier into the
-    same folder), in the order of `RUN_KEY`."""
-    grid = {(c.space, c.optimizer, c.variant_label, c.seed) for c in configs}
-    keys = list(zip(*(collected[name] for name in RUN_KEY)))
-    in_grid = [key in grid for key in keys]
-    others = sorted({key for key, inside in zip(keys, in_grid) if not inside})
-    names = [f"{variant}-s{space}-seed{seed}" for space, _, variant, seed in others]
-    return collected[in_grid].reset_index(drop=True), names
+    """The rows of a collected table (`harness.results.collect`) that belong to the grid's runs
+    (by their `run` column, the run's name), and the sorted names of the other runs the table
+    holds (e.g. of a larger grid run earlier into the same folder)."""
+    in_grid = collected["run"].isin({config.run_name for config in configs})
+    return collected[in_grid].reset_index(drop=True), sorted(set(collected.loc[~in_grid, "run"]))
 
 
 def report_markdown(

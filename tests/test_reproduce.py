@@ -105,7 +105,8 @@ def test_only_the_grids_runs_are_drawn_and_checked_and_the_others_are_named(tmp_
     from harness.reproduce import SCALES, grid_configs, grid_rows, report_markdown
 
     configs = grid_configs(SCALES["tiny"], str(tmp_path), methods=["darts", "gdas"])
-    table = paper_like_table().assign(optimizer=lambda frame: frame["variant"])
+    table = paper_like_table()
+    table["run"] = table["variant"] + "-s" + table["space"].astype(str) + "-seed" + table["seed"].astype(str)
     rows, left_out = grid_rows(table, configs)
     assert sorted(rows["variant"].unique()) == ["darts", "gdas"]
     assert set(rows["space"]) == {1} and set(rows["seed"]) == {0}
