@@ -12,6 +12,7 @@ from torch import Tensor
 from benchmarks.errors import HarnessError, UnknownNameError
 from benchmarks.nasbench1shot1 import Mixing, OneShotModel, get_search_space
 from benchmarks.nasbench1shot1.inference import FoldedNetwork
+from benchmarks.nasbench1shot1.kernels import triton_kernels
 from harness.config import RunConfig
 from harness.cuda_graphs import GraphedCall
 from harness.data import SearchData
@@ -31,15 +32,17 @@ def resolve_device(name: str) -> torch.device:
 
 @contextmanager
 def backend_settings(config: RunConfig, device: torch.device) -> Iterator[None]:
-    """Within: on CUDA, cuDNN's autotuner on or off as `config.cudnn_benchmark` says; on exit the
-    process's previous setting again (a library caller's own choice survives a run)."""
+    """Within: on CUDA, cuDNN's autotuner on or off as `config.cudnn_benchmark` says, and the
+    Triton kernels as `config.triton_kernels` says; on exit the process's previous settings again
+    (a library caller's own choice survives a run)."""
     if device.type != "cuda":
         yield
         return
     previous = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = config.cudnn_benchmark
     try:
-        yield
+        with triton_kernels(config.triton_kernels):
+            yield
     finally:
         torch.backends.cudnn.benchmark = previous
 

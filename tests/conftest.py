@@ -13,6 +13,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
+if "TRITON_INTERPRET" not in os.environ:
+    import torch
+
+    # Where there is no CUDA, the Triton kernels run in Triton's interpreter (tests/test_triton_kernels.py),
+    # which must be chosen before triton is first imported.
+    os.environ["TRITON_INTERPRET"] = "0" if torch.cuda.is_available() else "1"
+
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -377,7 +377,7 @@ def test_a_raised_optimizer_revision_sets_apart_runs_made_before_it(name, option
         assert len(differences) == 1 and differences[0].startswith("optimizer_revision: 1 -> 2")
 
 
-@pytest.mark.parametrize("setting", ["cuda_graphs", "channels_last", "cudnn_benchmark"])
+@pytest.mark.parametrize("setting", ["cuda_graphs", "channels_last", "cudnn_benchmark", "triton_kernels"])
 def test_how_a_run_computes_is_not_part_of_its_identity(setting):
     """Settings that change how (not what) is computed may differ between a run and its resumption."""
     import optimizers
@@ -391,26 +391,25 @@ def test_how_a_run_computes_is_not_part_of_its_identity(setting):
     assert identities[0] == identities[1]
 
 
-def test_cudnn_benchmark_follows_the_run_on_cuda_only_and_is_restored_after_it():
+def test_cudnn_benchmark_and_triton_kernels_follow_the_run_on_cuda_only_and_are_restored_after_it():
+    from benchmarks.nasbench1shot1 import kernels
     from harness.components import backend_settings
     from harness.config import make_config
 
     before = torch.backends.cudnn.benchmark
     try:
         torch.backends.cudnn.benchmark = False
-        with backend_settings(make_config("darts", 1), torch.device("cpu")):
-            assert torch.backends.cudnn.benchmark is False
+        with backend_settings(make_config("darts", 1, triton_kernels=False), torch.device("cpu")):
+            assert torch.backends.cudnn.benchmark is False and kernels._enabled
         with backend_settings(make_config("darts", 1), torch.device("cuda")):
-            assert torch.backends.cudnn.benchmark is True
+            assert torch.backends.cudnn.benchmark is True and kernels._enabled
         assert torch.backends.cudnn.benchmark is False
         torch.backends.cudnn.benchmark = True
-        with (
-            pytest.raises(RuntimeError),
-            backend_settings(make_config("darts", 1, cudnn_benchmark=False), torch.device("cuda")),
-        ):
-            assert torch.backends.cudnn.benchmark is False
+        neither = make_config("darts", 1, cudnn_benchmark=False, triton_kernels=False)
+        with pytest.raises(RuntimeError), backend_settings(neither, torch.device("cuda")):
+            assert torch.backends.cudnn.benchmark is False and not kernels._enabled
             raise RuntimeError("a failing run")
-        assert torch.backends.cudnn.benchmark is True
+        assert torch.backends.cudnn.benchmark is True and kernels._enabled
     finally:
         torch.backends.cudnn.benchmark = before
 

@@ -19,6 +19,8 @@ import math
 import torch
 from torch import Tensor
 
+from benchmarks.nasbench1shot1 import kernels
+
 
 def is_channels_last(tensor: Tensor) -> bool:
     """Whether a 4-d tensor is stored channels-last (and not also NCHW-contiguous, as one with a
@@ -88,19 +90,33 @@ def combine_groups(coefficients: Tensor, groups: Tensor) -> Tensor:
 def group_products(coefficients: Tensor, matrix: Tensor) -> Tensor:
     """coefficients (k, G) @ matrix (G, N) -> (k, N): the weighted sums over groups and their
     gradients with respect to the groups. This and the next two functions are the products every
-    weighted sum's forward and backward pass run (the kernels that
-    `docs/measurements/gpu_variants.py` swaps for an A/B)."""
+    weighted sum's forward and backward pass run: Triton's `triton_sums` where
+    `kernels.use_triton` allows them, else PyTorch's."""
+    if kernels.use_triton(coefficients, matrix):
+        from benchmarks.nasbench1shot1.triton_sums import combine
+
+        return combine(coefficients, matrix)
     return torch.mm(coefficients, matrix)
 
 
 def add_group_products_(out: Tensor, coefficients: Tensor, matrix: Tensor) -> None:
-    """out (k, N) += coefficients (k, G) @ matrix (G, N), in place."""
-    out.addmm_(coefficients, matrix)
+    """out (k, N) += coefficients (k, G) @ matrix (G, N), in place (out's rows dense)."""
+    if kernels.use_triton(out, coefficients, matrix):
+        from benchmarks.nasbench1shot1.triton_sums import combine
+
+        combine(coefficients, matrix, out=out, accumulate=True)
+    else:
+        out.addmm_(coefficients, matrix)
 
 
 def coefficient_products(grad: Tensor, matrix: Tensor) -> Tensor:
-    """grad (k, N) @ matrix (G, N).T -> (k, G), the coefficients' gradient: `chunked_products`
-    for k > 1, one matrix-vector product for k = 1 (see `_CoefficientGradient`)."""
+    """grad (k, N) @ matrix (G, N).T -> (k, G), the coefficients' gradient: Triton's `contract`
+    where allowed, else `chunked_products` for k > 1 and one matrix-vector product for k = 1
+    (see `_CoefficientGradient`)."""
+    if kernels.use_triton(grad, matrix):
+        from benchmarks.nasbench1shot1.triton_sums import contract
+
+        return contract(grad, matrix)
     return chunked_products(grad, matrix) if grad.shape[0] > 1 else torch.mm(grad, matrix.t())
 
 

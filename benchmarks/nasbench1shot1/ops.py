@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmarks.nasbench1shot1 import kernels
 from benchmarks.nasbench1shot1.batchnorm import BatchNorm2d
 from benchmarks.nasbench1shot1.conv import Conv2d, conv2d
 from benchmarks.nasbench1shot1.groups import is_channels_last
@@ -66,8 +67,8 @@ class NodeOps(nn.Module):
         self.num_nodes = nodes
         self.conv3x3 = nn.Parameter(torch.empty(nodes * channels, channels, 3, 3))
         self.conv1x1 = nn.Parameter(torch.empty(nodes * channels, channels, 1, 1))
-        for kernels in zip(self.conv3x3.split(channels), self.conv1x1.split(channels)):
-            for kernel in kernels:  # as nn.Conv2d initialises each, in the order of separate modules
+        for pair in zip(self.conv3x3.split(channels), self.conv1x1.split(channels)):
+            for kernel in pair:  # as nn.Conv2d initialises each, in the order of separate modules
                 nn.init.kaiming_uniform_(kernel, a=5**0.5)
         self.bns = nn.ModuleList(BatchNorm2d(2 * channels, eps=BN_EPS, momentum=bn_momentum) for _ in range(nodes))
 
@@ -112,16 +113,22 @@ class NodeOps(nn.Module):
 def max_pool(x: Tensor) -> Tensor:
     """maxpool3x3: MaxPool2d(3, stride 1, padding 1); (B, C, H, W) -> (B, C, H, W).
 
-    A channels-last x runs as a (3, 3, 1) max_pool3d of its dense (B, 1, H, W, C) storage: the
-    same maxima and gradients (both take the first maximum of a window in the same scan order;
-    on CUDA the 3-d backward adds with atomics, so a gradient with ties may differ by rounding),
-    through the kernels for contiguous tensors instead of the NHWC ones, which are slow for few
-    channels (0.6 ms of a 27.7-ms DARTS step on an H200). Not under deterministic algorithms, which
-    the atomics would break."""
+    A channels-last x runs, on CUDA, as the Triton kernels of `triton_pool` where
+    `kernels.use_triton` allows them (deterministic, a byte per window's position). Otherwise, and
+    unless deterministic algorithms are asked for, as a (3, 3, 1) max_pool3d of its dense
+    (B, 1, H, W, C) storage: the same maxima and gradients (both take the first maximum of a window
+    in the same scan order; on CUDA the 3-d backward adds with atomics, so a gradient with ties may
+    differ by rounding), through the kernels for contiguous tensors instead of the NHWC ones, which
+    are slow for few channels (0.6 ms of a 27.7-ms DARTS step on an H200)."""
     if torch._C._are_functorch_transforms_active():  # vmap cannot query the layout
         return F.max_pool2d(x, 3, stride=1, padding=1)
-    if is_channels_last(x) and not torch.are_deterministic_algorithms_enabled():
-        stored = x.permute(0, 2, 3, 1)[:, None]  # (B, 1, H, W, C), dense
-        pooled = F.max_pool3d(stored, (3, 3, 1), stride=1, padding=(1, 1, 0))
-        return pooled[:, 0].permute(0, 3, 1, 2)
+    if is_channels_last(x):
+        if kernels.use_triton(x):
+            from benchmarks.nasbench1shot1.triton_pool import max_pool_channels_last
+
+            return max_pool_channels_last(x)
+        if not torch.are_deterministic_algorithms_enabled():
+            stored = x.permute(0, 2, 3, 1)[:, None]  # (B, 1, H, W, C), dense
+            pooled = F.max_pool3d(stored, (3, 3, 1), stride=1, padding=(1, 1, 0))
+            return pooled[:, 0].permute(0, 3, 1, 2)
     return F.max_pool2d(x, 3, stride=1, padding=1)

@@ -6,16 +6,14 @@
 # SHARED: the folder holding data/cifar10-jpeg.tar.gz and tools/prepare_cifar10.py; BEFORE_TREE:
 # a checkout of earlier code (e.g. a `git archive` of d9e1aed, the code before round 4), timed
 # beside this one; now-darts-1-again repeats the first timing after it, for order effects.
-# Steps run most important first, each under its own limit, and none starts after DEADLINE
-# seconds (default 380); everything goes to OUTDIR/gpu.log. SMOKE=1 runs it at toy sizes on the CPU
-# (the Triton variants there in Triton's interpreter: their checks take 25 to 50 s, their benches run past
-# their limits).
+# Steps run most important first (the CUDA tests after the first timings), each under its own
+# limit, and none starts after DEADLINE seconds (default 380); everything goes to
+# OUTDIR/gpu.log. SMOKE=1 runs it at toy sizes on the CPU.
 # ONLY="cuda-tests now-darts-1 ..." runs only the named steps (the names the log prints).
 # (In the session that measured round 4, max_pool3d was the variant "pool-3d" and the code's
 # max-pool max_pool2d; the code now has the 3-d form, and "pool-2d" is the comparison. The variant
-# "cat-stack" times round 5's `GroupStack` against the torch.cat it replaced; "triton-sums" the
-# weighted sums' products as Triton kernels against cuBLAS's, "triton-pool" the max-pool as Triton
-# kernels against max_pool3d.)
+# "cat-stack" times round 5's `GroupStack` against the torch.cat it replaced; the steps "no-triton-*"
+# time PyTorch's kernels in place of the Triton kernels the model runs since round 8.)
 set -u
 out=${1:?OUTDIR}
 shared=${2:?SHARED}
@@ -64,26 +62,21 @@ step() {  # step NAME SECONDS COMMAND...: run under min(SECONDS, time left), int
 source "$(dirname "$0")/stamp.sh"
 
 { nvidia-smi -L; "$py" -c "import torch; print('torch', torch.__version__, torch.version.cuda)"; } >>"$log" 2>&1
-[ "$device" = cuda ] && step cuda-tests 90 "$py" -m pytest -q -p no:cacheprovider tests/test_inference.py \
-    tests/test_fusion.py tests/test_oneshot_model.py tests/test_fast_paths.py tests/test_hessian.py -k "cuda or graphed"
-step pool-3d-check 30 "${variants[@]}" check-pool-3d "$device"
 # shellcheck disable=SC2046  # darts N prints the words of a bench command
 step now-darts-1 60 "${variants[@]}" now --top 40 $(darts 1) --profile
-step triton-sums-check 60 "${variants[@]}" check-triton-sums "$device"
-step triton-pool-check 60 "${variants[@]}" check-triton-pool "$device"
-step triton-sums-darts-1 60 "${variants[@]}" triton-sums --top 40 $(darts 1) --profile
-step triton-pool-darts-1 60 "${variants[@]}" triton-pool --top 40 $(darts 1) --profile
-step triton-both-darts-1 60 "${variants[@]}" triton-sums+triton-pool $(darts 1)
-step triton-both-darts-3 45 "${variants[@]}" triton-sums+triton-pool $(darts 3)
-step triton-both-sdarts-adv-1 45 "${variants[@]}" triton-sums+triton-pool "${adv[@]}"
+step no-triton-darts-1 60 "${variants[@]}" now --top 40 $(darts 1) --profile --set triton_kernels=false
+[ "$device" = cuda ] && step cuda-tests 90 "$py" -m pytest -q -p no:cacheprovider tests/test_inference.py \
+    tests/test_fusion.py tests/test_oneshot_model.py tests/test_fast_paths.py tests/test_hessian.py \
+    tests/test_triton_kernels.py -k "cuda or graphed"
 step pool-2d-darts-1 45 "${variants[@]}" pool-2d $(darts 1)
 step plain-conv-darts-1 45 "${variants[@]}" plain-conv --top 40 $(darts 1) --profile
 step cat-stack-darts-1 45 "${variants[@]}" cat-stack $(darts 1)
 step now-darts-3 45 "${variants[@]}" now $(darts 3)
 step now-sdarts-adv-1 45 "${variants[@]}" now "${adv[@]}"
 step cifar 60 "$py" "$shared/tools/prepare_cifar10.py" /tmp/cifar-full $limit
-rm -rf /tmp/e2e-now /tmp/e2e-pool-2d
+rm -rf /tmp/e2e-now /tmp/e2e-pool-2d /tmp/e2e-no-triton
 step now-e2e 80 "${variants[@]}" now "${run[@]}" --out /tmp/e2e-now
+step no-triton-e2e 80 "${variants[@]}" now "${run[@]}" --out /tmp/e2e-no-triton --set triton_kernels=false
 (cd "$before" && PYTHONPATH=$before step before-darts-1 45 "$py" -m harness $(darts 1))
 (cd "$before" && PYTHONPATH=$before step before-sdarts-adv-1 45 "$py" -m harness "${adv[@]}")
 step now-darts-1-again 45 "${variants[@]}" now $(darts 1)

@@ -1,22 +1,23 @@
-"""The weighted sums over a cell's channel groups as Triton kernels: the variant "triton-sums" of
-`gpu_variants.py`, an A/B against cuBLAS for the products `groups.group_products`,
-`groups.add_group_products_` and `groups.coefficient_products` run.
+"""The weighted sums over a cell's channel groups as Triton kernels, for the products
+`groups.group_products`, `groups.add_group_products_` and `groups.coefficient_products` run on
+CUDA (`kernels.use_triton` decides).
 
 Their shapes are far from what cuBLAS is tuned for: a few coefficient rows (k <= 5) over a few
 groups (G <= 25) of N = B*C*H*W elements, about 1.5 million at the paper's size. Each is a
-bandwidth-bound pass over the groups (round 6 measured 6.8 ms of a 25-ms step in those products,
-on about 11 GB, about 35% of an H200's bandwidth). Here:
+bandwidth-bound pass over the groups (round 6 measured 6.8 ms of a 25-ms step in cuBLAS's
+products, on about 11 GB, about 35% of an H200's bandwidth; docs/performance.md). Here:
 
 * `combine`: out (R, N) (+)= a (R, I) @ b (I, N), one block of columns per program, reading each
   row of b once and writing (or reading and writing) each row of out once;
 * `contract`: a (R, N) @ b (I, N).T -> (R, I), each program reducing its share of the columns of
   both into an (R, I) partial result, then one sum over the programs (deterministic: no atomics).
 
-Checked against torch.mm by `gpu_variants.py check-triton-sums DEVICE` (on the CPU with
-TRITON_INTERPRET=1, Triton's interpreter).
+Tested against torch.mm in tests/test_triton_kernels.py (on the CPU in Triton's interpreter).
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import triton
@@ -100,40 +101,21 @@ def combine(a: Tensor, b: Tensor, out: Tensor | None = None, accumulate: bool = 
     return out
 
 
+@functools.cache
+def _processors(device: torch.device) -> int:
+    """The multiprocessors of a CUDA device (4 elsewhere: Triton's interpreter)."""
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
+
+
 def contract(a: Tensor, b: Tensor) -> Tensor:
     """a (R, N) @ b (I, N).T -> (R, I), reduced over N in two stages."""
     a, b = _dense_rows(a), _dense_rows(b)
     (rows, n), inner = a.shape, b.shape[0]
     columns = _columns(rows)
-    processors = torch.cuda.get_device_properties(a.device).multi_processor_count if a.is_cuda else 4
-    programs = max(1, min(PROGRAMS_PER_SM * processors, triton.cdiv(n, columns)))
+    programs = max(1, min(PROGRAMS_PER_SM * _processors(a.device), triton.cdiv(n, columns)))
     partial = torch.empty(programs, rows, inner, dtype=a.dtype, device=a.device)
     _contract_kernel[(programs,)](
         partial, a, b, rows, inner, n, a.stride(0), b.stride(0), programs,
         ROWS=triton.next_power_of_2(rows), INNER=triton.next_power_of_2(inner), COLUMNS=columns,
     )  # fmt: skip
     return partial.sum(0)
-
-
-def _batched(*tensors: Tensor) -> bool:
-    """Whether any of `tensors` is a batch of gradients (`autograd.grad(..., is_grads_batched=True)`,
-    the Hessian's "reverse-over-reverse"), which a kernel cannot read: PyTorch's products then."""
-    return any(torch._C._functorch.is_legacy_batchedtensor(t) for t in tensors)
-
-
-def group_products(coefficients: Tensor, matrix: Tensor) -> Tensor:
-    """`groups.group_products` as `combine`."""
-    return torch.mm(coefficients, matrix) if _batched(coefficients, matrix) else combine(coefficients, matrix)
-
-
-def add_group_products_(out: Tensor, coefficients: Tensor, matrix: Tensor) -> None:
-    """`groups.add_group_products_` as `combine` in place."""
-    if _batched(out, coefficients, matrix):
-        out.addmm_(coefficients, matrix)
-    else:
-        combine(coefficients, matrix, out=out, accumulate=True)
-
-
-def coefficient_products(grad: Tensor, matrix: Tensor) -> Tensor:
-    """`groups.coefficient_products` as `contract`."""
-    return torch.mm(grad, matrix.t()) if _batched(grad, matrix) else contract(grad, matrix)

@@ -1,26 +1,24 @@
-"""The 3x3 max-pool (stride 1, padding 1) of a channels-last batch as Triton kernels: the variant
-"triton-pool" of `gpu_variants.py`, an A/B against `ops.max_pool` (a max_pool3d of the dense
-(B, 1, H, W, C) storage, 3.4 ms of a 25-ms DARTS step on an H200 in round 6, 33 us a forward
-call on 6-MB activations).
+"""The 3x3 max-pool (stride 1, padding 1) of a channels-last batch as Triton kernels, which
+`ops.max_pool` runs on CUDA (`kernels.use_triton` decides) in place of PyTorch's max_pool3d of the
+dense (B, 1, H, W, C) storage (3.2 ms of a 27-ms DARTS step on an H100, 33 us a forward call on
+6-MB activations; docs/performance.md, round 8).
 
-What changes against PyTorch's kernels, per element of a (B, H, W, C) float32 activation:
+What changes against PyTorch's kernels, per element of a (B, H, W, C) activation:
 
 * forward: the window's position of the maximum is kept as one byte (0 to 8, row by row), not an
-  int64 index: 5 bytes written instead of 12 (output and index);
+  int64 index: 5 bytes written per float32 element instead of 12 (output and index);
 * backward: each input element gathers the output gradients of the (at most 9) windows whose
   maximum it is, in a fixed order, where PyTorch zero-fills the input gradient and then adds each
   output's gradient into it with atomics. Deterministic, and no zero-fill pass;
 * its derivative (a Hessian's double backward) gathers each window's gradient from its maximum.
 
 The same maxima, windows' first maximum on ties and NaN propagation as PyTorch's max-pool.
-Checked against max_pool2d by `gpu_variants.py check-triton-pool DEVICE` (on the CPU with
-TRITON_INTERPRET=1, Triton's interpreter).
+Tested against max_pool2d in tests/test_triton_kernels.py (on the CPU in Triton's interpreter).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
 from torch import Tensor
@@ -84,11 +82,6 @@ def _select_kernel(out_ptr, source_ptr, position_ptr, total, height, width, chan
     tl.store(out_ptr + q, tl.load(source_ptr + q + (dh * width + dw) * channels, mask=valid), mask=valid)
 
 
-def _stored(images: Tensor) -> Tensor:
-    """(B, C, H, W) as its dense (B, H, W, C) storage (copied if not channels-last)."""
-    return images.permute(0, 2, 3, 1).contiguous()
-
-
 def _launch(kernel, out: Tensor, source: Tensor, positions: Tensor) -> Tensor:
     """kernel(out, source, positions, ...) over the elements of out (all (B, H, W, C), dense)."""
     _, height, width, channels = positions.shape
@@ -137,9 +130,6 @@ class _MaxPool(torch.autograd.Function):
         return _ByPositions.apply(grad, positions, "gather")
 
 
-def max_pool(x: Tensor) -> Tensor:
-    """`ops.max_pool` with the Triton kernels for a channels-last x (B, C, H, W); PyTorch's
-    max_pool2d for other layouts and under torch.func transforms."""
-    if torch._C._are_functorch_transforms_active() or not x.is_contiguous(memory_format=torch.channels_last):
-        return F.max_pool2d(x, 3, stride=1, padding=1)
-    return _MaxPool.apply(_stored(x)).permute(0, 3, 1, 2)
+def max_pool_channels_last(x: Tensor) -> Tensor:
+    """The 3x3 max-pool of a channels-last x (B, C, H, W), channels-last like it."""
+    return _MaxPool.apply(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)

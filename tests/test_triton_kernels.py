@@ -1,0 +1,146 @@
+"""The Triton kernels of the weighted sums and the max-pool (`benchmarks.nasbench1shot1.kernels`)
+against PyTorch's: on the CPU in Triton's interpreter, on CUDA compiled. The max-pool is equal to
+the bit (values, gradients, second derivatives, with ties and NaNs); the sums and a model's
+gradients and Hessian-vector products equal to rounding (float64: 1e-10)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from benchmarks.nasbench1shot1 import kernels
+from benchmarks.nasbench1shot1.kernels import triton_kernels, use_triton
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request, monkeypatch) -> str:
+    """The device the kernels run on: "cpu" in Triton's interpreter (conftest.py chooses it for a
+    session on a machine without CUDA), "cuda" compiled."""
+    pytest.importorskip("triton")
+    if request.param == "cpu":
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            pytest.skip("Triton's interpreter runs only in a session begun with TRITON_INTERPRET=1")
+        monkeypatch.setattr(kernels, "KERNEL_DEVICES", ("cuda", "cpu"))
+    return request.param
+
+
+def _relative(got: torch.Tensor, want: torch.Tensor) -> float:
+    return ((got - want).abs().max() / want.abs().max().clamp_min(1e-300)).item()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_sums_kernels_are_torchs_products(device, dtype):
+    """`combine` (into a new tensor, and added into rows of a larger one) and `contract` on a
+    cell's shapes (k x G = 1 x 13 to 25 x 5), N not a multiple of any block."""
+    from benchmarks.nasbench1shot1.triton_sums import combine, contract
+
+    generator = torch.Generator().manual_seed(0)
+    n = 3 * 4 * 8 * 8 + 5
+    tolerance = 1e-12 if dtype == torch.float64 else 1e-5
+    for k, g in ((1, 13), (4, 20), (5, 25), (20, 4), (25, 5)):
+        a, b = (torch.randn(shape, generator=generator, dtype=dtype).to(device) for shape in ((k, g), (g, n)))
+        storage, grad = (torch.randn(k + 2, n, generator=generator, dtype=dtype).to(device) for _ in range(2))
+        expected_rows = storage[1 : k + 1] + a @ b
+        combine(a, b, out=storage[1 : k + 1], accumulate=True)
+        results = [
+            (combine(a, b), a @ b),
+            (storage[1 : k + 1], expected_rows),
+            (contract(grad[:k], b), grad[:k] @ b.T),
+            (combine(a.T, grad[:k]), a.T @ grad[:k]),  # a strided left factor, as in a backward pass
+        ]
+        for got, want in results:
+            assert _relative(got, want) < tolerance, (k, g)
+
+
+def _pool_with_ties(pool, device: str, dtype: torch.dtype) -> list[torch.Tensor]:
+    """A max-pool of a channels-last batch with many ties, an image border of every kind and a
+    NaN: values, the input's gradient, and that gradient's derivative with respect to the output
+    gradient."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 6, 7, generator=generator, dtype=dtype).relu().round(decimals=1)
+    x[0, 1, 2, 3] = float("nan")
+    x = x.to(device).contiguous(memory_format=torch.channels_last).requires_grad_()
+    weights, direction = (torch.randn(2, 3, 6, 7, generator=generator, dtype=dtype).to(device) for _ in range(2))
+    weights.requires_grad_()
+    out = pool(x)
+    (grad,) = torch.autograd.grad((out * weights).sum(), x, create_graph=True)
+    (second,) = torch.autograd.grad((grad * direction).sum(), weights)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    return [out.detach(), grad.detach(), second]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_max_pool_kernels_are_max_pool2d_to_the_bit(device, dtype):
+    from benchmarks.nasbench1shot1.ops import max_pool
+
+    def plain(x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, 3, stride=1, padding=1)
+
+    for got, want in zip(_pool_with_ties(max_pool, device, dtype), _pool_with_ties(plain, device, dtype)):
+        assert torch.equal(got.isnan(), want.isnan())
+        assert torch.equal(got.nan_to_num(), want.nan_to_num())
+
+
+def _darts_gradients(device: str, layout: torch.memory_format) -> list[torch.Tensor]:
+    """A tiny DARTS model in float64: the architecture gradient, a Hessian-vector product of it
+    (the weighted sums' and the max-pool's double backward), a training step's weight gradients
+    (the in-place stack gradient), and the exact architecture Hessian by batched reverse-over-
+    reverse products (which the kernels leave to PyTorch)."""
+    import optimizers
+    from benchmarks.nasbench1shot1 import OneShotModel, get_search_space
+    from harness.hessian import hessian
+
+    torch.manual_seed(0)
+    space = get_search_space(1)
+    network = OneShotModel(space, channels=4, cells=3).to(device, torch.float64, memory_format=layout)
+    darts = optimizers.get("darts")
+    optimizer = darts(space, network, darts.Config())
+    alphas = [(a.detach().to(device, torch.float64) * 30).requires_grad_() for a in optimizer.alphas]
+    images = torch.randn(4, 3, 8, 8, dtype=torch.float64).to(device).contiguous(memory_format=layout)
+    labels = torch.randint(0, 10, (4,)).to(device)
+    objective = optimizer.architecture_objective((images, labels))
+    gradients = torch.autograd.grad(objective(alphas), alphas, create_graph=True)
+    architecture = torch.cat([g.flatten() for g in gradients])
+    product = torch.autograd.grad(architecture, alphas, torch.randn_like(architecture))
+    weights = torch.autograd.grad(objective([a.detach() for a in alphas]), list(network.parameters()))
+    results = [architecture.detach(), *product, *weights]
+    if layout == torch.channels_last:  # PyTorch's batched backward pass needs NCHW
+        return results
+    return [*results, hessian(objective, [a.detach() for a in alphas], "reverse-over-reverse")]
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "channels-last"])
+def test_a_model_on_the_kernels_computes_what_it_computes_without_them(device, layout):
+    on = _darts_gradients(device, layout)
+    with triton_kernels(False):
+        off = _darts_gradients(device, layout)
+    assert len(on) == len(off)
+    for got, want in zip(on, off):
+        assert _relative(got, want) < 1e-10
+
+
+def test_the_kernels_run_only_where_they_can():
+    """CUDA tensors of float32/64 only (CPU tensors here), never under torch.func transforms, on
+    batched gradients, or switched off; the switch is restored after its block."""
+    cpu = torch.ones(3)
+    assert not use_triton(cpu)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kernels, "KERNEL_DEVICES", ("cuda", "cpu"))
+        patch.setattr(kernels, "triton_available", lambda: True)
+        assert use_triton(cpu, cpu.double())
+        assert not use_triton(cpu, cpu.half())
+        assert not use_triton(cpu.long())
+        with triton_kernels(False):
+            assert not use_triton(cpu)
+            with triton_kernels(True):
+                assert use_triton(cpu)
+            assert not use_triton(cpu)
+        assert use_triton(cpu)
+        assert not any(torch.func.vmap(lambda row: torch.tensor(use_triton(row)))(torch.ones(2, 3)))
+        patch.setattr(kernels, "MAX_ELEMENTS", 2)
+        assert not use_triton(cpu)
