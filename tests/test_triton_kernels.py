@@ -125,16 +125,20 @@ def test_a_model_on_the_kernels_computes_what_it_computes_without_them(device, l
 
 
 def test_the_kernels_run_only_where_they_can():
-    """CUDA tensors of float32/64 only (CPU tensors here), never under torch.func transforms, on
-    batched gradients, or switched off; the switch is restored after its block."""
+    """One CUDA device and one float32/64 type (CPU tensors here), 1 to MAX_ELEMENTS elements
+    in and out, never under torch.func transforms, on batched gradients, or switched off; the
+    switch is restored after its block."""
     cpu = torch.ones(3)
     assert not use_triton(cpu)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(kernels, "KERNEL_DEVICES", ("cuda", "cpu"))
-        patch.setattr(kernels, "triton_available", lambda: True)
-        assert use_triton(cpu, cpu.double())
-        assert not use_triton(cpu, cpu.half())
+        patch.setattr(kernels, "triton_works", lambda device: True)
+        assert use_triton(cpu, cpu)
+        assert not use_triton(cpu, cpu.double())
+        assert not use_triton(cpu.half())
         assert not use_triton(cpu.long())
+        assert not use_triton(cpu, torch.ones(0))
+        assert not use_triton(cpu, output_elements=kernels.MAX_ELEMENTS + 1)
         with triton_kernels(False):
             assert not use_triton(cpu)
             with triton_kernels(True):
@@ -142,5 +146,62 @@ def test_the_kernels_run_only_where_they_can():
             assert not use_triton(cpu)
         assert use_triton(cpu)
         assert not any(torch.func.vmap(lambda row: torch.tensor(use_triton(row)))(torch.ones(2, 3)))
+        seen = []
+
+        class Probe(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x.clone()
+
+            @staticmethod
+            def backward(ctx, grad):
+                seen.append(use_triton(grad))
+                return grad
+
+        x = torch.ones(3, requires_grad=True)
+        torch.autograd.grad(Probe.apply(x), x, torch.eye(3), is_grads_batched=True)
+        torch.autograd.grad(Probe.apply(x), x, torch.ones(3))
+        assert seen == [False, True]
         patch.setattr(kernels, "MAX_ELEMENTS", 2)
         assert not use_triton(cpu)
+
+
+def test_a_gpu_where_triton_fails_warns_and_runs_pytorchs_kernels(monkeypatch):
+    pytest.importorskip("triton")
+    from benchmarks.nasbench1shot1 import triton_sums
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("ptxas not found\nand more")
+
+    monkeypatch.setattr(triton_sums, "combine", failing)
+    kernels.triton_works.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match=r"the Triton kernels do not run on cuda .*PyTorch's kernels run instead"):
+            assert not kernels.triton_works(torch.device("cuda"))
+    finally:
+        kernels.triton_works.cache_clear()
+
+
+def test_batched_gradients_through_the_max_pool_are_pytorchs(device):
+    """is_grads_batched gradients (reverse-over-reverse Hessians) through the channels-last
+    max-pool, first and second order, with the kernels on equal those with them off."""
+    from benchmarks.nasbench1shot1.ops import max_pool
+
+    def batched_gradients() -> list[torch.Tensor]:
+        generator = torch.Generator().manual_seed(1)
+        x = torch.randn(2, 3, 5, 4, generator=generator, dtype=torch.float64).round(decimals=1)
+        x = x.to(device).contiguous(memory_format=torch.channels_last).requires_grad_()
+        weights = torch.randn(2, 3, 5, 4, generator=generator, dtype=torch.float64).to(device).requires_grad_()
+        out = max_pool(x) * weights
+        basis = torch.eye(out.numel(), dtype=torch.float64, device=device)[:7].view(7, *out.shape)
+        (first,) = torch.autograd.grad(out, x, basis, is_grads_batched=True, retain_graph=True)
+        (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+        directions = torch.eye(grad.numel(), dtype=torch.float64, device=device)[::9].view(-1, *grad.shape)
+        (second,) = torch.autograd.grad(grad, weights, directions, is_grads_batched=True)
+        return [first, second]
+
+    on = batched_gradients()
+    with triton_kernels(False):
+        off = batched_gradients()
+    for got, want in zip(on, off):
+        assert torch.equal(got, want)

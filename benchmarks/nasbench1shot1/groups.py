@@ -87,24 +87,29 @@ def combine_groups(coefficients: Tensor, groups: Tensor) -> Tensor:
     return sums.view(coefficients.shape[0], *groups.shape[1:])
 
 
+def _triton_sums():
+    """The module of the Triton products (imported on first use: it imports triton)."""
+    from benchmarks.nasbench1shot1 import triton_sums
+
+    return triton_sums
+
+
 def group_products(coefficients: Tensor, matrix: Tensor) -> Tensor:
     """coefficients (k, G) @ matrix (G, N) -> (k, N): the weighted sums over groups and their
     gradients with respect to the groups. This and the next two functions are the products every
-    weighted sum's forward and backward pass run: Triton's `triton_sums` where
-    `kernels.use_triton` allows them, else PyTorch's."""
-    if kernels.use_triton(coefficients, matrix):
-        from benchmarks.nasbench1shot1.triton_sums import combine
-
-        return combine(coefficients, matrix)
+    weighted sum's forward and backward pass run, inside this module's autograd Functions (they
+    have no derivatives of their own): Triton's `triton_sums` where `kernels.use_triton` allows
+    them, else PyTorch's."""
+    if kernels.use_triton(coefficients, matrix, output_elements=coefficients.shape[0] * matrix.shape[1]):
+        return _triton_sums().combine(coefficients, matrix)
     return torch.mm(coefficients, matrix)
 
 
 def add_group_products_(out: Tensor, coefficients: Tensor, matrix: Tensor) -> None:
     """out (k, N) += coefficients (k, G) @ matrix (G, N), in place (out's rows dense)."""
     if kernels.use_triton(out, coefficients, matrix):
-        from benchmarks.nasbench1shot1.triton_sums import combine
-
-        combine(coefficients, matrix, out=out, accumulate=True)
+        _triton_sums().combine(coefficients, matrix, out=out, accumulate=True)
+        torch.autograd.graph.increment_version(out)  # as an in-place PyTorch operator does
     else:
         out.addmm_(coefficients, matrix)
 
@@ -114,9 +119,7 @@ def coefficient_products(grad: Tensor, matrix: Tensor) -> Tensor:
     where allowed, else `chunked_products` for k > 1 and one matrix-vector product for k = 1
     (see `_CoefficientGradient`)."""
     if kernels.use_triton(grad, matrix):
-        from benchmarks.nasbench1shot1.triton_sums import contract
-
-        return contract(grad, matrix)
+        return _triton_sums().contract(grad, matrix)
     return chunked_products(grad, matrix) if grad.shape[0] > 1 else torch.mm(grad, matrix.t())
 
 

@@ -23,7 +23,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-ELEMENTS = 1024  # elements per program
+from benchmarks.nasbench1shot1.kernels import on_device
+
+ELEMENTS_PER_PROGRAM = 1024
 
 
 @triton.jit
@@ -83,11 +85,35 @@ def _select_kernel(out_ptr, source_ptr, position_ptr, total, height, width, chan
 
 
 def _launch(kernel, out: Tensor, source: Tensor, positions: Tensor) -> Tensor:
-    """kernel(out, source, positions, ...) over the elements of out (all (B, H, W, C), dense)."""
+    """kernel(out, source, positions, ...) over the elements of out, `ELEMENTS_PER_PROGRAM` per
+    program; out, source and positions (B, H, W, C), dense. Returns out."""
     _, height, width, channels = positions.shape
     total = out.numel()
-    kernel[(triton.cdiv(total, ELEMENTS),)](out, source, positions, total, height, width, channels, ELEMENTS=ELEMENTS)
+    with on_device(out):
+        kernel[(triton.cdiv(total, ELEMENTS_PER_PROGRAM),)](
+            out, source, positions, total, height, width, channels, ELEMENTS=ELEMENTS_PER_PROGRAM
+        )
     return out
+
+
+def _by_positions_plain(source: Tensor, positions: Tensor, kind: str) -> Tensor:
+    """`_ByPositions` in PyTorch's differentiable operators, for a batch of gradients
+    (`autograd.grad(..., is_grads_batched=True)`), which a kernel cannot read: "select" indexes
+    each window's maximum, "gather" adds each window's entry at its maximum (index_add)."""
+    width, channels = positions.shape[2:]
+    window = positions.long()
+    offsets = ((window // 3 - 1) * width + window % 3 - 1) * channels
+    index = (torch.arange(positions.numel(), device=positions.device).view_as(positions) + offsets).view(-1)
+    if kind == "select":
+        return source.reshape(-1)[index].view_as(positions)
+    return torch.zeros_like(source).reshape(-1).index_add(0, index, source.reshape(-1)).view_as(positions)
+
+
+def _by_positions(source: Tensor, positions: Tensor, kind: str) -> Tensor:
+    """`_ByPositions`, or its plain form for batched gradients."""
+    if torch._C._functorch.is_legacy_batchedtensor(source):
+        return _by_positions_plain(source, positions, kind)
+    return _ByPositions.apply(source, positions, kind)
 
 
 _LINEAR_KERNELS = {"gather": _gather_kernel, "select": _select_kernel}
@@ -109,7 +135,7 @@ class _ByPositions(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[Tensor, None, None]:
         (positions,) = ctx.saved_tensors
-        return _ByPositions.apply(g, positions, _ADJOINT[ctx.kind]), None, None
+        return _by_positions(g, positions, _ADJOINT[ctx.kind]), None, None
 
 
 class _MaxPool(torch.autograd.Function):
@@ -127,7 +153,7 @@ class _MaxPool(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         (positions,) = ctx.saved_tensors
-        return _ByPositions.apply(grad, positions, "gather")
+        return _by_positions(grad, positions, "gather")
 
 
 def max_pool_channels_last(x: Tensor) -> Tensor:

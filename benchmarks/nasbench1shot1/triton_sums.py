@@ -24,6 +24,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from benchmarks.nasbench1shot1.kernels import on_device
+
 ELEMENTS_PER_PROGRAM = 8192  # accumulators of one program: rows x columns (64 per thread at 4 warps)
 MAX_COLUMNS = 2048
 PROGRAMS_PER_SM = 4  # `contract`'s programs
@@ -80,6 +82,8 @@ def _dense_rows(matrix: Tensor) -> Tensor:
 
 
 def _columns(rows: int) -> int:
+    """The columns of a block: `ELEMENTS_PER_PROGRAM` accumulators over the rows (padded to a
+    power of two), 16 to `MAX_COLUMNS`."""
     return max(16, min(MAX_COLUMNS, ELEMENTS_PER_PROGRAM // triton.next_power_of_2(rows)))
 
 
@@ -94,10 +98,11 @@ def combine(a: Tensor, b: Tensor, out: Tensor | None = None, accumulate: bool = 
     if out.stride(1) != 1:
         raise ValueError("combine writes rows with unit stride")
     columns = _columns(rows)
-    _combine_kernel[(triton.cdiv(n, columns),)](
-        out, a, b, rows, inner, n, a.stride(0), a.stride(1), b.stride(0), out.stride(0),
-        ROWS=triton.next_power_of_2(rows), COLUMNS=columns, ACCUMULATE=accumulate,
-    )  # fmt: skip
+    with on_device(b):
+        _combine_kernel[(triton.cdiv(n, columns),)](
+            out, a, b, rows, inner, n, a.stride(0), a.stride(1), b.stride(0), out.stride(0),
+            ROWS=triton.next_power_of_2(rows), COLUMNS=columns, ACCUMULATE=accumulate,
+        )  # fmt: skip
     return out
 
 
@@ -114,8 +119,9 @@ def contract(a: Tensor, b: Tensor) -> Tensor:
     columns = _columns(rows)
     programs = max(1, min(PROGRAMS_PER_SM * _processors(a.device), triton.cdiv(n, columns)))
     partial = torch.empty(programs, rows, inner, dtype=a.dtype, device=a.device)
-    _contract_kernel[(programs,)](
-        partial, a, b, rows, inner, n, a.stride(0), b.stride(0), programs,
-        ROWS=triton.next_power_of_2(rows), INNER=triton.next_power_of_2(inner), COLUMNS=columns,
-    )  # fmt: skip
+    with on_device(a):
+        _contract_kernel[(programs,)](
+            partial, a, b, rows, inner, n, a.stride(0), b.stride(0), programs,
+            ROWS=triton.next_power_of_2(rows), INNER=triton.next_power_of_2(inner), COLUMNS=columns,
+        )  # fmt: skip
     return partial.sum(0)
