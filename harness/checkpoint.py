@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +73,29 @@ def save_checkpoint(
     atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
+def failing_member(path: Path) -> str | None:
+    """The first member of a checkpoint's zip archive whose bytes fail their CRC-32, or None.
+    torch.save writes a CRC-32 per member (none where told not to: a zero, skipped here), but
+    torch.load does not check them, so a flipped bit in a tensor would load as a wrong number. A
+    file that is no zip archive is left to torch.load to report."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                if member.CRC:
+                    try:
+                        archive.read(member)
+                    except zipfile.BadZipFile:
+                        return member.filename
+    except (zipfile.BadZipFile, EOFError):
+        return None
+    return None
+
+
 def load_checkpoint(path: Path, digest: str) -> dict[str, Any]:
-    """Read a checkpoint (tensors on the CPU), checking that it is intact and belongs to the
-    configuration `digest`."""
+    """Read a checkpoint (tensors on the CPU), checking that it is intact (its CRC-32s, its
+    keys) and belongs to the configuration `digest`."""
+    if (member := failing_member(path)) is not None:
+        raise CheckpointError(f"checkpoint {path} is damaged ({member} fails its CRC-32 check): {RESTORE}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:

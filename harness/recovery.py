@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from benchmarks.errors import DataFileError, HarnessError
+from harness.checkpoint import failing_member
 from harness.measurements import declared_columns
 from harness.results import CHECKPOINT_FILE, CONFIG_FILE, TABLE_FILE, read_json, read_table, to_frame, write_table
 
@@ -39,7 +40,10 @@ def remove_orphan_temporaries(run_dir: Path) -> list[Path]:
 
 def checkpoint_rows(path: Path) -> list[dict[str, Any]] | None:
     """The table rows a checkpoint keeps a copy of (under "rows", or "records" -> "rows"); None
-    when it keeps none (an older checkpoint) or cannot be read (the runner reports that)."""
+    when it keeps none (an older checkpoint), fails a CRC-32 check or cannot be read (the runner
+    reports those)."""
+    if failing_member(path) is not None:
+        return None
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # any unreadable checkpoint: the runner's load_checkpoint says why

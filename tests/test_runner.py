@@ -432,3 +432,36 @@ def test_the_epoch_line_shows_the_hessian_only_where_one_was_computed():
     assert "| Hessian eig n/a |" in run._summary(row) and "warning" not in run._summary(row)
     row.update(supernet_valid_loss=float("nan"))
     assert run._summary(row).endswith("may have diverged: check bn_momentum)")
+
+
+def test_a_flipped_bit_in_a_checkpoint_is_reported_not_loaded(tmp_path):
+    """torch.load does not check the CRC-32s torch.save writes; the harness does (and skips the
+    members written without one)."""
+    import struct
+    import zipfile
+
+    from harness.checkpoint import load_checkpoint, save_checkpoint
+    from harness.recovery import checkpoint_rows
+
+    path = tmp_path / CHECKPOINT_FILE
+    model = torch.nn.Linear(50, 20)
+    save_checkpoint(path, "digest", 1, model, {}, {"rows": [{"epoch": 0}]})
+    assert torch.equal(load_checkpoint(path, "digest")["model"]["weight"], model.weight.detach())
+    assert checkpoint_rows(path) == [{"epoch": 0}]
+    with zipfile.ZipFile(path) as archive:
+        member = max(archive.infolist(), key=lambda m: m.file_size)  # the weight's bytes
+    data = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack_from("<HH", data, member.header_offset + 26)  # its local header
+    data[member.header_offset + 30 + name_length + extra_length + 17] ^= 0x08
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=rf"is damaged \({member.filename} fails its CRC-32 check\): restore it"):
+        load_checkpoint(path, "digest")
+    assert checkpoint_rows(path) is None  # no table is rebuilt from it either
+    assert path.read_bytes() == bytes(data)
+    if hasattr(torch.serialization, "set_crc32_options"):  # PyTorch >= 2.6: members without a CRC-32
+        try:
+            torch.serialization.set_crc32_options(False)
+            save_checkpoint(path, "digest", 1, model, {}, {"rows": []})
+        finally:
+            torch.serialization.set_crc32_options(True)
+        assert load_checkpoint(path, "digest")["epochs_completed"] == 1

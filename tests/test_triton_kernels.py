@@ -86,6 +86,29 @@ def test_the_max_pool_kernels_are_max_pool2d_to_the_bit(device, dtype):
         assert torch.equal(got.nan_to_num(), want.nan_to_num())
 
 
+def test_the_validation_forward_on_the_kernels_computes_what_it_computes_without_them(device):
+    """The folded eval-mode network (channels-last, float64) with the Triton sums and max-pool
+    (`max_pool_into`, into the cell's buffer: no max_pool2d in a cell) against PyTorch's kernels."""
+    from benchmarks.nasbench1shot1.inference import FoldedNetwork
+    from harness.bench import dispatched_ops
+    from tests.test_inference import random_mixing, trained_model
+
+    model = trained_model(1).to(device, memory_format=torch.channels_last)
+    mixing = random_mixing(model.space, torch.Generator().manual_seed(1))
+    mixing = type(mixing).from_weights([w.to(device) for w in mixing.weights()])
+    images = torch.randn(3, 3, 32, 32, dtype=torch.float64).to(device).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        on = dispatched_ops(lambda: FoldedNetwork(model, mixing)(images))
+        got = FoldedNetwork(model, mixing)(images)
+        with triton_kernels(False):
+            off = dispatched_ops(lambda: FoldedNetwork(model, mixing)(images))
+            want = FoldedNetwork(model, mixing)(images)
+    node_pools = len(model.cells) * model.space.num_choice_nodes  # the rest: the reductions' max-pools
+    assert off.counts["max_pool2d_with_indices"] - on.counts["max_pool2d_with_indices"] == node_pools
+    assert on.counts["mm"] == 0 < off.counts["mm"]
+    assert _relative(got, want) < 1e-10
+
+
 def _darts_gradients(device: str, layout: torch.memory_format) -> list[torch.Tensor]:
     """A tiny DARTS model in float64: the architecture gradient, a Hessian-vector product of it
     (the weighted sums' and the max-pool's double backward), a training step's weight gradients

@@ -14,7 +14,9 @@ contiguous tensor in the layout of the batch, so each op writes its output strai
 group (`out=`: CUDA's max-pool writes through the output's data pointer and needs exactly that),
 and every weighted sum is one matrix product of coefficient rows with the groups written so far
 (the buffer's leading rows, so nothing unwritten is read). A node costs its input's product
-(none where the input is the node's projection alone), a max-pool, a convolution and a ReLU;
+(none where the input is the node's projection alone), a max-pool (on CUDA channels-last the
+Triton kernel of `triton_pool.max_pool_into` where `kernels.use_triton` allows it: no int64
+indices written), a convolution and a ReLU;
 a cell adds its preprocessing convolution and ReLU, the output's product and one copy into the
 next cell's layout: 179 dispatched operators per batch for space 1's paper model instead of the
 module's 276. Equal to `OneShotModel` in eval mode in float64 to 1e-10, in both layouts (tested
@@ -28,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmarks.nasbench1shot1 import kernels
 from benchmarks.nasbench1shot1.groups import GroupLayout, combine_groups, is_channels_last
 from benchmarks.nasbench1shot1.model import Mixing, OneShotModel
 
@@ -85,15 +88,23 @@ class _FoldedCell:
         batch, _, height, width = s0.shape
         layout = GroupLayout(batch, channels, height, width, channels_last)
         buffer = torch.empty(5 * n, *layout.group_shape, dtype=s0.dtype, device=s0.device)
-        indices = layout.as_images(torch.empty(layout.group_shape, dtype=torch.long, device=s0.device))
+        triton_pool = channels_last and kernels.use_triton(buffer)
+        if triton_pool:
+            from benchmarks.nasbench1shot1.triton_pool import max_pool_into
+        else:
+            indices = layout.as_images(torch.empty(layout.group_shape, dtype=torch.long, device=s0.device))
         torch.clamp_min(layout.as_groups(F.conv2d(s0, *self.pre), 2 * n), 0, out=buffer[: 2 * n])
         for i, (kernel, bias) in enumerate(self.nodes):
             written = 2 * n + 3 * i
             rows = self.rows[i]
             x = layout.as_images(buffer[i] if rows is None else combine_groups(rows, buffer)[0])
-            torch.ops.aten.max_pool2d_with_indices.out(
-                x, [3, 3], [1, 1], [1, 1], [1, 1], False, out=layout.as_images(buffer[written]), indices=indices
-            )
+            pooled = layout.as_images(buffer[written])
+            if triton_pool:
+                max_pool_into(x, pooled)
+            else:
+                torch.ops.aten.max_pool2d_with_indices.out(
+                    x, [3, 3], [1, 1], [1, 1], [1, 1], False, out=pooled, indices=indices
+                )
             convolutions = layout.as_groups(F.conv2d(x, kernel, bias, padding=1), 2)
             torch.clamp_min(convolutions, 0, out=buffer[written + 1 : written + 3])
         return layout.concatenated(combine_groups(self.output, buffer))

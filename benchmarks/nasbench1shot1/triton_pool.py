@@ -41,9 +41,12 @@ def _neighbour(e, valid, height, width, channels, k: tl.constexpr):
 
 
 @triton.jit
-def _pool_kernel(y_ptr, x_ptr, position_ptr, total, height, width, channels, ELEMENTS: tl.constexpr):
-    # y[e] = max of the 3x3 window around element e of a dense (B, H, W, C) tensor; position[e]
-    # = where in the window (0 to 8, row by row): the first maximum, or the last NaN
+def _pool_kernel(
+    y_ptr, x_ptr, position_ptr, total, height, width, channels, ELEMENTS: tl.constexpr, POSITIONS: tl.constexpr
+):
+    # y[e] = max of the 3x3 window around element e of a dense (B, H, W, C) tensor; with
+    # POSITIONS, position[e] = where in the window (0 to 8, row by row): the first maximum, or the
+    # last NaN
     e = tl.program_id(0) * ELEMENTS + tl.arange(0, ELEMENTS)
     valid = e < total
     best = tl.full((ELEMENTS,), float("-inf"), dtype=y_ptr.dtype.element_ty)
@@ -57,7 +60,8 @@ def _pool_kernel(y_ptr, x_ptr, position_ptr, total, height, width, channels, ELE
         position = tl.where(take, k, position)
         found = found | inside
     tl.store(y_ptr + e, best, mask=valid)
-    tl.store(position_ptr + e, position.to(tl.int8), mask=valid)
+    if POSITIONS:
+        tl.store(position_ptr + e, position.to(tl.int8), mask=valid)
 
 
 @triton.jit
@@ -84,14 +88,15 @@ def _select_kernel(out_ptr, source_ptr, position_ptr, total, height, width, chan
     tl.store(out_ptr + q, tl.load(source_ptr + q + (dh * width + dw) * channels, mask=valid), mask=valid)
 
 
-def _launch(kernel, out: Tensor, source: Tensor, positions: Tensor) -> Tensor:
-    """kernel(out, source, positions, ...) over the elements of out, `ELEMENTS_PER_PROGRAM` per
-    program; out, source and positions (B, H, W, C), dense. Returns out."""
-    _, height, width, channels = positions.shape
+def _launch(kernel, out: Tensor, source: Tensor, positions: Tensor, **constants: bool) -> Tensor:
+    """kernel(out, source, positions, ..., **constants) over the elements of out,
+    `ELEMENTS_PER_PROGRAM` per program; out, source and positions (B, H, W, C), dense. Returns
+    out."""
+    _, height, width, channels = out.shape
     total = out.numel()
     with on_device(out):
         kernel[(triton.cdiv(total, ELEMENTS_PER_PROGRAM),)](
-            out, source, positions, total, height, width, channels, ELEMENTS=ELEMENTS_PER_PROGRAM
+            out, source, positions, total, height, width, channels, ELEMENTS=ELEMENTS_PER_PROGRAM, **constants
         )
     return out
 
@@ -146,7 +151,7 @@ class _MaxPool(torch.autograd.Function):
     def forward(ctx, stored: Tensor) -> Tensor:
         pooled = torch.empty_like(stored)
         positions = torch.empty_like(stored, dtype=torch.int8)
-        _launch(_pool_kernel, pooled, stored, positions)
+        _launch(_pool_kernel, pooled, stored, positions, POSITIONS=True)
         ctx.save_for_backward(positions)
         return pooled
 
@@ -159,3 +164,10 @@ class _MaxPool(torch.autograd.Function):
 def max_pool_channels_last(x: Tensor) -> Tensor:
     """The 3x3 max-pool of a channels-last x (B, C, H, W), channels-last like it."""
     return _MaxPool.apply(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def max_pool_into(x: Tensor, out: Tensor) -> Tensor:
+    """The 3x3 max-pool of a channels-last x (B, C, H, W) written into `out` (the same shape,
+    channels-last), without the window positions a backward pass would need (inference)."""
+    stored = out.permute(0, 2, 3, 1)
+    return _launch(_pool_kernel, stored, x.permute(0, 2, 3, 1), stored, POSITIONS=False).permute(0, 3, 1, 2)
