@@ -211,7 +211,8 @@ def run_logging(run_dir: str | Path, log: Log = print) -> Iterator[Log]:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed by the with below)
+        # backslashreplace: a path of bytes that are not UTF-8 (decoded with surrogates) is logged escaped
+        file = open(path, "a", encoding="utf-8", errors="backslashreplace", buffering=1)  # noqa: SIM115
     except OSError as err:
         if not is_storage_error(err):
             raise

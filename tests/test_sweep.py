@@ -7,6 +7,7 @@ import dataclasses
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -310,6 +311,15 @@ def test_run_logging_tees_prints_and_tracebacks_once_when_nested(tmp_path: Path,
     assert text.count("epoch 2/3") == 1 and "a warning on stdout" in text
     assert "Traceback (most recent call last)" in text and "ValueError: boom" in text
     assert "a warning on stdout" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a file name of bytes that are not UTF-8: Linux allows it")
+def test_a_run_path_that_is_not_utf8_is_logged_escaped(tmp_path: Path) -> None:
+    run_dir = Path(os.fsdecode(os.fsencode(tmp_path) + b"/run-\xff"))
+    with run_logging(run_dir, lambda line: None) as log:
+        log(f"results in {run_dir}")
+    text = (run_dir / LOG_FILE).read_text(encoding="utf-8")
+    assert "results in " in text and "run-\\udcff" in text
 
 
 def test_threads_and_end_of_run_lines(tmp_path: Path) -> None:
