@@ -73,29 +73,44 @@ def save_checkpoint(
     atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
+CHUNK = 1 << 20  # bytes read at a time when checking a member's CRC-32
+
+
 def failing_member(path: Path) -> str | None:
-    """The first member of a checkpoint's zip archive whose bytes fail their CRC-32, or None.
-    torch.save writes a CRC-32 per member (none where told not to: a zero, skipped here), but
-    torch.load does not check them, so a flipped bit in a tensor would load as a wrong number. A
-    file that is no zip archive is left to torch.load to report."""
+    """The first member of a checkpoint's zip archive that is damaged, or None: its bytes fail
+    their CRC-32, its header cannot be read, or it is marked a directory (torch.save writes none;
+    PyTorch's reader would read it as a wrong tensor). torch.save writes a CRC-32 per member (none
+    where told not to: a zero, skipped here), but torch.load does not check them, so a flipped bit
+    in a tensor would load as a wrong number. An archive too damaged to list is left to torch.load
+    to report."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            for member in archive.infolist():
-                if member.CRC:
-                    try:
-                        archive.read(member)
-                    except zipfile.BadZipFile:
-                        return member.filename
-    except (zipfile.BadZipFile, EOFError):
+        archive = zipfile.ZipFile(path)
+    except Exception:  # no zip archive, or its directory is damaged
         return None
+    with archive:
+        for member in archive.infolist():
+            if member.external_attr & 0x10 or (member.CRC and not _reads_whole(archive, member)):
+                return member.filename
     return None
+
+
+def _reads_whole(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bool:
+    """Whether `member` opens and its bytes read to their end with the CRC-32 it was written with
+    (`CHUNK` bytes at a time)."""
+    try:
+        with archive.open(member) as data:
+            while data.read(CHUNK):
+                pass
+    except Exception:  # a CRC-32 that fails (checked at the end), a damaged local header, ...
+        return False
+    return True
 
 
 def load_checkpoint(path: Path, digest: str) -> dict[str, Any]:
     """Read a checkpoint (tensors on the CPU), checking that it is intact (its CRC-32s, its
     keys) and belongs to the configuration `digest`."""
     if (member := failing_member(path)) is not None:
-        raise CheckpointError(f"checkpoint {path} is damaged ({member} fails its CRC-32 check): {RESTORE}")
+        raise CheckpointError(f"checkpoint {path} is damaged ({member} fails its CRC-32 or header check): {RESTORE}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:

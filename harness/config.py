@@ -89,8 +89,9 @@ class RunConfig:
     times its algorithms for each new convolution shape and keeps the fastest
     (`torch.backends.cudnn.benchmark`, as the reference sets it; while the run lasts, then as before);
     triton_kernels: on CUDA, the weighted sums and the max-pool as the Triton kernels of
-    `benchmarks/nasbench1shot1/kernels.py` (the same values, deterministic, 16% off a DARTS step on
-    an H100) where the triton package imports; off: PyTorch's kernels (while the run lasts);
+    `benchmarks/nasbench1shot1/kernels.py` (the same values up to the order of the sums'
+    additions, deterministic, 16% off a DARTS step on an H100) where the triton package imports;
+    off: PyTorch's kernels (while the run lasts);
     optimizer_options: overrides of the optimizer's own Config fields.
     """
 

@@ -61,7 +61,8 @@ def rebuild_table_from_checkpoint(
     cannot be read; a damaged table is kept as `epochs.parquet.damaged`. Returns whether it rebuilt.
 
     dtypes: the table's columns (name -> pandas dtype), as the runner writes them; None: inferred.
-    Raises `DataFileError` for a damaged table whose checkpoint holds no rows (an older checkpoint).
+    Raises `DataFileError` for a damaged table whose checkpoint holds no readable rows (an older or
+    a damaged checkpoint).
     """
     run_dir = Path(run_dir)
     table, checkpoint = run_dir / TABLE_FILE, run_dir / CHECKPOINT_FILE
@@ -79,7 +80,8 @@ def rebuild_table_from_checkpoint(
         if not damaged:
             return False
         raise DataFileError(
-            f"{problem}, and {checkpoint} keeps no copy of its rows (an older checkpoint): restore the table "
+            f"{problem}, and {checkpoint} keeps no readable copy of its rows (an older or a damaged checkpoint): "
+            "restore the table "
             "from a backup, or delete the run directory to start over"
         )
     if damaged:

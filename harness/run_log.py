@@ -161,7 +161,11 @@ class _Tee(io.TextIOBase):
         self.muted = threading.local()
 
     def write(self, text: str) -> int:
-        self.stream.write(text)
+        try:
+            self.stream.write(text)
+        except UnicodeEncodeError:  # e.g. a path of bytes that are not UTF-8, on a strict console
+            encoding = self.encoding
+            self.stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
         if not getattr(self.muted, "on", False):
             self.partial += text
             *lines, self.partial = self.partial.split("\n")

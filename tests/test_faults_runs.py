@@ -70,7 +70,7 @@ def test_missing_table_is_rebuilt_with_the_runs_dtypes(tmp_path: Path) -> None:
 
 def test_damaged_table_and_an_older_checkpoint_say_so(tmp_path: Path) -> None:
     run_dir = run_dir_with(tmp_path, {"format": 1, "epoch": 2}, b"garbage")
-    with pytest.raises(DataFileError, match="keeps no copy of its rows"):
+    with pytest.raises(DataFileError, match="keeps no readable copy of its rows"):
         rebuild_table_from_checkpoint(run_dir)
     assert (run_dir / "epochs.parquet").read_bytes() == b"garbage"
 

@@ -436,7 +436,8 @@ def test_the_epoch_line_shows_the_hessian_only_where_one_was_computed():
 
 def test_a_flipped_bit_in_a_checkpoint_is_reported_not_loaded(tmp_path):
     """torch.load does not check the CRC-32s torch.save writes; the harness does (and skips the
-    members written without one)."""
+    members written without one). A member whose local header cannot be read, or marked a
+    directory (either of which PyTorch's reader would read as a wrong tensor), is refused too."""
     import struct
     import zipfile
 
@@ -446,22 +447,32 @@ def test_a_flipped_bit_in_a_checkpoint_is_reported_not_loaded(tmp_path):
     path = tmp_path / CHECKPOINT_FILE
     model = torch.nn.Linear(50, 20)
     save_checkpoint(path, "digest", 1, model, {}, {"rows": [{"epoch": 0}]})
+    intact = path.read_bytes()
     assert torch.equal(load_checkpoint(path, "digest")["model"]["weight"], model.weight.detach())
     assert checkpoint_rows(path) == [{"epoch": 0}]
     with zipfile.ZipFile(path) as archive:
         member = max(archive.infolist(), key=lambda m: m.file_size)  # the weight's bytes
-    data = bytearray(path.read_bytes())
-    name_length, extra_length = struct.unpack_from("<HH", data, member.header_offset + 26)  # its local header
-    data[member.header_offset + 30 + name_length + extra_length + 17] ^= 0x08
-    path.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match=rf"is damaged \({member.filename} fails its CRC-32 check\): restore it"):
-        load_checkpoint(path, "digest")
-    assert checkpoint_rows(path) is None  # no table is rebuilt from it either
-    assert path.read_bytes() == bytes(data)
+        directory = archive.start_dir
+    name_length, extra_length = struct.unpack_from("<HH", intact, member.header_offset + 26)  # its local header
+    damaged = {
+        "data": (member.header_offset + 30 + name_length + extra_length + 17, 0x08),
+        "directory attribute": (intact.index(b"PK\x01\x02", directory) + 38, 0x10),  # the first member's
+        "local header": (member.header_offset + 27, 0x01),  # its file name's length
+    }
+    for what, (offset, bit) in damaged.items():
+        data = bytearray(intact)
+        data[offset] ^= bit
+        path.write_bytes(bytes(data))
+        with pytest.raises(CheckpointError, match=r"is damaged \(|cannot be read \(") as caught:
+            load_checkpoint(path, "digest")
+        assert "\n" not in str(caught.value) and "restore it, or delete it" in str(caught.value), what
+        assert checkpoint_rows(path) is None, what  # no table is rebuilt from it either
+        assert path.read_bytes() == bytes(data)
     if hasattr(torch.serialization, "set_crc32_options"):  # PyTorch >= 2.6: members without a CRC-32
+        before = torch.serialization.get_crc32_options()
         try:
             torch.serialization.set_crc32_options(False)
             save_checkpoint(path, "digest", 1, model, {}, {"rows": []})
         finally:
-            torch.serialization.set_crc32_options(True)
+            torch.serialization.set_crc32_options(before)
         assert load_checkpoint(path, "digest")["epochs_completed"] == 1

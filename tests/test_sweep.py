@@ -4,6 +4,7 @@ restarted to the same tables, the Dask backend, GPU slots, run locks, collect an
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import shutil
 import signal
@@ -314,12 +315,16 @@ def test_run_logging_tees_prints_and_tracebacks_once_when_nested(tmp_path: Path,
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="a file name of bytes that are not UTF-8: Linux allows it")
-def test_a_run_path_that_is_not_utf8_is_logged_escaped(tmp_path: Path) -> None:
+def test_a_run_path_that_is_not_utf8_is_logged_escaped(tmp_path: Path, monkeypatch) -> None:
+    """In run.log and on a console that refuses what UTF-8 cannot encode (a strict stdout)."""
+    console = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict", write_through=True)
+    monkeypatch.setattr(sys, "stdout", console)
     run_dir = Path(os.fsdecode(os.fsencode(tmp_path) + b"/run-\xff"))
-    with run_logging(run_dir, lambda line: None) as log:
+    with run_logging(run_dir, print) as log:
         log(f"results in {run_dir}")
     text = (run_dir / LOG_FILE).read_text(encoding="utf-8")
     assert "results in " in text and "run-\\udcff" in text
+    assert "run-\\udcff" in console.buffer.getvalue().decode()
 
 
 def test_threads_and_end_of_run_lines(tmp_path: Path) -> None:

@@ -13,7 +13,10 @@ import torch.nn.functional as F
 
 from benchmarks.nasbench1shot1 import kernels
 from benchmarks.nasbench1shot1.kernels import triton_kernels, use_triton
+from harness.bench import OpCounter, dispatched_ops
 
+PRODUCTS = {"mm", "addmm_", "bmm"}  # PyTorch's products of the weighted sums
+POOLS = {"max_pool2d_with_indices", "max_pool3d_with_indices"}
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
 
@@ -81,7 +84,10 @@ def test_the_max_pool_kernels_are_max_pool2d_to_the_bit(device, dtype):
     def plain(x: torch.Tensor) -> torch.Tensor:
         return F.max_pool2d(x, 3, stride=1, padding=1)
 
-    for got, want in zip(_pool_with_ties(max_pool, device, dtype), _pool_with_ties(plain, device, dtype)):
+    results: list[list[torch.Tensor]] = []
+    counter = dispatched_ops(lambda: results.append(_pool_with_ties(max_pool, device, dtype)))
+    assert not POOLS & set(counter.counts)  # the kernels, not PyTorch's max-pools
+    for got, want in zip(results[0], _pool_with_ties(plain, device, dtype)):
         assert torch.equal(got.isnan(), want.isnan())
         assert torch.equal(got.nan_to_num(), want.nan_to_num())
 
@@ -90,7 +96,6 @@ def test_the_validation_forward_on_the_kernels_computes_what_it_computes_without
     """The folded eval-mode network (channels-last, float64) with the Triton sums and max-pool
     (`max_pool_into`, into the cell's buffer: no max_pool2d in a cell) against PyTorch's kernels."""
     from benchmarks.nasbench1shot1.inference import FoldedNetwork
-    from harness.bench import dispatched_ops
     from tests.test_inference import random_mixing, trained_model
 
     model = trained_model(1).to(device, memory_format=torch.channels_last)
@@ -109,11 +114,12 @@ def test_the_validation_forward_on_the_kernels_computes_what_it_computes_without
     assert _relative(got, want) < 1e-10
 
 
-def _darts_gradients(device: str, layout: torch.memory_format) -> list[torch.Tensor]:
+def _darts_gradients(device: str, layout: torch.memory_format) -> tuple[list[torch.Tensor], OpCounter]:
     """A tiny DARTS model in float64: the architecture gradient, a Hessian-vector product of it
     (the weighted sums' and the max-pool's double backward), a training step's weight gradients
     (the in-place stack gradient), and the exact architecture Hessian by batched reverse-over-
-    reverse products (which the kernels leave to PyTorch)."""
+    reverse products (which the kernels leave to PyTorch); the ATen operators of all but the
+    last."""
     import optimizers
     from benchmarks.nasbench1shot1 import OneShotModel, get_search_space
     from harness.hessian import hessian
@@ -127,21 +133,37 @@ def _darts_gradients(device: str, layout: torch.memory_format) -> list[torch.Ten
     images = torch.randn(4, 3, 8, 8, dtype=torch.float64).to(device).contiguous(memory_format=layout)
     labels = torch.randint(0, 10, (4,)).to(device)
     objective = optimizer.architecture_objective((images, labels))
-    gradients = torch.autograd.grad(objective(alphas), alphas, create_graph=True)
-    architecture = torch.cat([g.flatten() for g in gradients])
-    product = torch.autograd.grad(architecture, alphas, torch.randn_like(architecture))
-    weights = torch.autograd.grad(objective([a.detach() for a in alphas]), list(network.parameters()))
+    with OpCounter() as counter:
+        gradients = torch.autograd.grad(objective(alphas), alphas, create_graph=True)
+        architecture = torch.cat([g.flatten() for g in gradients])
+        product = torch.autograd.grad(architecture, alphas, torch.randn_like(architecture))
+        weights = torch.autograd.grad(objective([a.detach() for a in alphas]), list(network.parameters()))
     results = [architecture.detach(), *product, *weights]
     if layout == torch.channels_last:  # PyTorch's batched backward pass needs NCHW
-        return results
-    return [*results, hessian(objective, [a.detach() for a in alphas], "reverse-over-reverse")]
+        return results, counter
+    return [*results, hessian(objective, [a.detach() for a in alphas], "reverse-over-reverse")], counter
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "channels-last"])
-def test_a_model_on_the_kernels_computes_what_it_computes_without_them(device, layout):
-    on = _darts_gradients(device, layout)
+def test_a_model_on_the_kernels_computes_what_it_computes_without_them(device, layout, monkeypatch):
+    decisions: dict[bool, list[bool]] = {True: [], False: []}  # switched on or off -> use_triton's answers
+
+    def recorded(*tensors, **sizes) -> bool:
+        answer = use_triton(*tensors, **sizes)
+        if not any(torch._C._functorch.is_legacy_batchedtensor(t) for t in tensors):  # those are PyTorch's
+            decisions[kernels._enabled].append(answer)
+        return answer
+
+    monkeypatch.setattr(kernels, "use_triton", recorded)
+    on, on_ops = _darts_gradients(device, layout)
     with triton_kernels(False):
-        off = _darts_gradients(device, layout)
+        off, off_ops = _darts_gradients(device, layout)
+    # every weighted sum and (channels-last) max-pool asked, and ran on the kernels when switched on
+    assert len(decisions[True]) > 100 and all(decisions[True]) and not any(decisions[False])
+    assert on_ops.counts["addmm_"] == on_ops.counts["bmm"] == 0 < off_ops.counts["addmm_"]
+    assert on_ops.counts["mm"] < off_ops.counts["mm"]  # those left: the classifier's
+    if layout == torch.channels_last:
+        assert on_ops.counts["max_pool3d_with_indices"] == 0 < off_ops.counts["max_pool3d_with_indices"]
     assert len(on) == len(off)
     for got, want in zip(on, off):
         assert _relative(got, want) < 1e-10
@@ -197,12 +219,14 @@ def test_a_gpu_where_triton_fails_warns_and_runs_pytorchs_kernels(monkeypatch):
         raise RuntimeError("ptxas not found\nand more")
 
     monkeypatch.setattr(triton_sums, "combine", failing)
-    kernels.triton_works.cache_clear()
-    try:
-        with pytest.warns(UserWarning, match=r"the Triton kernels do not run on cuda .*PyTorch's kernels run instead"):
-            assert not kernels.triton_works(torch.device("cuda"))
-    finally:
-        kernels.triton_works.cache_clear()
+    monkeypatch.setattr(kernels, "_works", {})
+    with pytest.warns(UserWarning, match=r"the Triton kernels do not run on cuda .*PyTorch's kernels run instead"):
+        assert not kernels.triton_works(torch.device("cuda"))
+    assert not kernels.triton_works(torch.device("cuda"))  # kept: one warning
+    monkeypatch.setattr(kernels, "_works", {})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    assert not kernels.triton_works(torch.device("cuda")) and kernels._works == {}  # asked again after the capture
 
 
 def test_batched_gradients_through_the_max_pool_are_pytorchs(device):
@@ -211,11 +235,14 @@ def test_batched_gradients_through_the_max_pool_are_pytorchs(device):
     from benchmarks.nasbench1shot1.ops import max_pool
 
     def batched_gradients() -> list[torch.Tensor]:
+        pooled: list[torch.Tensor] = []
         generator = torch.Generator().manual_seed(1)
         x = torch.randn(2, 3, 5, 4, generator=generator, dtype=torch.float64).round(decimals=1)
         x = x.to(device).contiguous(memory_format=torch.channels_last).requires_grad_()
         weights = torch.randn(2, 3, 5, 4, generator=generator, dtype=torch.float64).to(device).requires_grad_()
-        out = max_pool(x) * weights
+        counter = dispatched_ops(lambda: pooled.append(max_pool(x)))
+        assert bool(POOLS & set(counter.counts)) == (not kernels._enabled)
+        out = pooled[0] * weights
         basis = torch.eye(out.numel(), dtype=torch.float64, device=device)[:7].view(7, *out.shape)
         (first,) = torch.autograd.grad(out, x, basis, is_grads_batched=True, retain_graph=True)
         (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)

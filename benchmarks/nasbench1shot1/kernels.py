@@ -14,7 +14,6 @@ reproducible on one kind of GPU, not across kinds.
 
 from __future__ import annotations
 
-import functools
 import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -22,33 +21,44 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 import torch
 from torch import Tensor
 
+from benchmarks.errors import brief
+
 KERNEL_DEVICES = ("cuda",)  # the tests add "cpu", for Triton's interpreter
 KERNEL_DTYPES = (torch.float32, torch.float64)
 MAX_ELEMENTS = 2**30  # the kernels index in 32-bit integers: room for a block past the end
 _enabled = True
 
 
-@functools.cache
+_works: dict[torch.device, bool] = {}
+
+
 def triton_works(device: torch.device) -> bool:
     """Whether the Triton kernels run on `device`: `triton` imports and, on CUDA, a first launch
     of one of them (which compiles it) succeeds. Where it fails (a GPU Triton does not support,
-    no C compiler, no ptxas), a warning says why, and PyTorch's kernels run instead."""
+    no C compiler, no ptxas), a warning says why, and PyTorch's kernels run instead. Asked first
+    while a CUDA graph is being captured, where no kernel may be compiled: no (PyTorch's kernels
+    in that graph), and it is asked again later. The answer is kept per device."""
+    if device not in _works:
+        if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+            return False
+        _works[device] = _first_launch_works(device)
+    return _works[device]
+
+
+def _first_launch_works(device: torch.device) -> bool:
     try:
-        import triton  # noqa: F401
+        from benchmarks.nasbench1shot1.triton_sums import combine
     except ImportError:
         return False
     if device.type != "cuda":
         return True
-    from benchmarks.errors import brief
-    from benchmarks.nasbench1shot1.triton_sums import combine
-
     try:
         combine(torch.ones(1, 1, device=device), torch.ones(1, 16, device=device))
     except Exception as error:  # whatever Triton's compiler or driver raises
         warnings.warn(
             f"the Triton kernels do not run on {device} ({brief(error)}); PyTorch's kernels run instead "
             "(--set triton_kernels=false silences this)",
-            stacklevel=2,
+            stacklevel=3,
         )
         return False
     return True

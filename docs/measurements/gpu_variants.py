@@ -22,8 +22,8 @@ Variants (join several with '+', e.g. "cudnn-benchmark+pool-2d"):
 
 (Rounds 7 and 8's Triton kernels are in the model since round 8: `--set triton_kernels=false` on
 the harness command runs PyTorch's kernels instead. "pool-2d" and "pool-nchw" replace the Triton
-max-pool too; "plain-mm" only the sums of `groups._GroupSums`, so compare it with the kernels
-off.)
+max-pool of the training step too (not the validation forward's); "plain-mm" only the sums of
+`groups._GroupSums`, so compare it with the kernels off.)
 
     PYTHONPATH=. python docs/measurements/gpu_variants.py VARIANT [--top N] VERB ARGUMENTS...
 
