@@ -117,6 +117,33 @@ def test_group_major_groups_are_dense_and_their_sums_are_the_weighted_sums(memor
     assert got.is_contiguous(memory_format=memory_format)
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_split_groups_are_as_groups_split_and_their_gradients_take_one_copy(memory_format):
+    """`GroupLayout.split_groups` against the plain views: the same groups, the same first and
+    second derivatives (float64), and the images' gradient in one copy (a cat, no clone)."""
+    from harness.bench import OpCounter
+
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randn(2, 6 * 3, 4, 5, generator=generator, dtype=torch.float64).to(memory_format=memory_format)
+    layout = GroupLayout.of(images, 3)
+    weights = [torch.randn(3, *layout.group_shape, generator=generator, dtype=torch.float64) for _ in range(2)]
+    direction = torch.randn(images.shape, generator=generator, dtype=torch.float64)
+    results = []
+    for split in (layout.split_groups, lambda x, k: layout.as_groups(x, 2 * k).split(k)):
+        x = images.clone().requires_grad_()
+        first, last = split(x, 3)
+        with OpCounter() as counter:
+            (grad,) = torch.autograd.grad((first * weights[0] + last**2 * weights[1]).sum(), x, create_graph=True)
+        (second,) = torch.autograd.grad((grad * direction).sum(), x)
+        results.append(([first.detach(), last.detach(), grad.detach(), second], counter.counts))
+    (got, counts), (want, plain_counts) = results
+    for a, b in zip(got, want):
+        assert_close(a, b)
+    assert got[2].is_contiguous(memory_format=memory_format)
+    assert counts["cat"] == 1 and counts["clone"] == 0
+    assert plain_counts["cat"] + plain_counts["clone"] == 2  # what it saves: one copy
+
+
 @pytest.mark.parametrize("elements", [4096 * 3, 256 * 5, 96 * 7, 11])  # chunks of 4096, 256; plain products
 def test_chunked_products_are_the_matrix_product(elements):
     generator = torch.Generator().manual_seed(1)

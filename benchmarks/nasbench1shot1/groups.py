@@ -62,13 +62,22 @@ class GroupLayout:
             return pixels.permute(3, 0, 1, 2, 4)
         return images.reshape(batch, k, channels, height, width).transpose(0, 1)
 
-    def concatenated(self, groups: Tensor) -> Tensor:
-        """k stored groups (k, B, *inner) as one (B, k * C, H, W) tensor in the layout (a copy)."""
-        k = groups.shape[0]
+    def concatenated(self, *parts: Tensor) -> Tensor:
+        """Stored groups, parts of (k_j, B, *inner) each, as one (B, sum_j k_j * C, H, W) tensor
+        in the layout, in one copy (one torch.cat of the parts' views in the images' order)."""
         if self.channels_last:
-            pixels = groups.permute(1, 2, 3, 0, 4).reshape(self.batch, self.height, self.width, -1)
-            return pixels.permute(0, 3, 1, 2)
-        return groups.transpose(0, 1).reshape(self.batch, k * self.channels, self.height, self.width)
+            pixels = torch.cat([part.permute(1, 2, 3, 0, 4) for part in parts], dim=3)  # (B, H, W, k, C)
+            return pixels.view(self.batch, self.height, self.width, -1).permute(0, 3, 1, 2)
+        return torch.cat([part.transpose(0, 1) for part in parts], dim=1).view(self.batch, -1, self.height, self.width)
+
+    def split_groups(self, images: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """A (B, 2k * C, H, W) tensor dense in the layout as its first and its last k stored
+        groups, (k, B, *inner) each (views). Their gradients reach `images` in one copy
+        (`_SplitGroups`), where autograd's would concatenate them and then copy the result into
+        the images' layout."""
+        if torch._C._are_functorch_transforms_active() or torch.compiler.is_compiling():
+            return tuple(self.as_groups(images, 2 * k).split(k))
+        return _SplitGroups.apply(images, self, k)
 
 
 def combine_groups(coefficients: Tensor, groups: Tensor) -> Tensor:
@@ -329,6 +338,21 @@ class _StackGroup(torch.autograd.Function):
             return None, None, torch.ops.aten.select_backward(grad, list(ctx.shape), 0, ctx.index)
         ctx.gradient.add_rows(ctx.index, grad[None])
         return None, None, None
+
+
+class _SplitGroups(torch.autograd.Function):
+    """`GroupLayout.split_groups`: images -> (first k groups, last k groups), views. Backward: the
+    two gradients as one tensor in the images' layout (`GroupLayout.concatenated`, differentiable,
+    so a double backward goes through it)."""
+
+    @staticmethod
+    def forward(ctx, images: Tensor, layout: GroupLayout, k: int) -> tuple[Tensor, Tensor]:
+        ctx.layout = layout
+        return tuple(layout.as_groups(images, 2 * k).split(k))
+
+    @staticmethod
+    def backward(ctx, first: Tensor, last: Tensor) -> tuple[Tensor, None, None]:
+        return ctx.layout.concatenated(first, last), None, None
 
 
 class _GroupsSplit(torch.autograd.Function):

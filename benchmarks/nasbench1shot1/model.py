@@ -111,7 +111,7 @@ class Cell(nn.Module):
         n = self.num_nodes
         layout = GroupLayout.of(pre, self.channels)
         kernels = self.nodes.fused_kernels()
-        to_nodes, to_output = layout.as_groups(pre, 2 * n).split(n)  # the projections
+        to_nodes, to_output = layout.split_groups(pre, n)  # the projections
         stack = GroupStack(5 * n)
         stack.append([to_nodes])  # the groups so far, (G, B, *inner), group-major
         for i in range(n):
