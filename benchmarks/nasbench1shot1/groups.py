@@ -67,8 +67,9 @@ class GroupLayout:
         in the layout, in one copy (one torch.cat of the parts' views in the images' order)."""
         if self.channels_last:
             pixels = torch.cat([part.permute(1, 2, 3, 0, 4) for part in parts], dim=3)  # (B, H, W, k, C)
-            return pixels.view(self.batch, self.height, self.width, -1).permute(0, 3, 1, 2)
-        return torch.cat([part.transpose(0, 1) for part in parts], dim=1).view(self.batch, -1, self.height, self.width)
+            return pixels.reshape(self.batch, self.height, self.width, -1).permute(0, 3, 1, 2)
+        images = torch.cat([part.transpose(0, 1) for part in parts], dim=1)  # (B, k, C, H, W)
+        return images.reshape(self.batch, -1, self.height, self.width)
 
     def split_groups(self, images: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """A (B, 2k * C, H, W) tensor dense in the layout as its first and its last k stored
