@@ -98,10 +98,10 @@ def test_the_validation_forward_on_the_kernels_computes_what_it_computes_without
     from benchmarks.nasbench1shot1.inference import FoldedNetwork
     from tests.test_inference import random_mixing, trained_model
 
-    model = trained_model(1).to(device, memory_format=torch.channels_last)
+    model = trained_model(1, channels=2).to(device, memory_format=torch.channels_last)
     mixing = random_mixing(model.space, torch.Generator().manual_seed(1))
     mixing = type(mixing).from_weights([w.to(device) for w in mixing.weights()])
-    images = torch.randn(3, 3, 32, 32, dtype=torch.float64).to(device).contiguous(memory_format=torch.channels_last)
+    images = torch.randn(2, 3, 32, 32, dtype=torch.float64).to(device).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         on = dispatched_ops(lambda: FoldedNetwork(model, mixing)(images))
         got = FoldedNetwork(model, mixing)(images)
