@@ -40,8 +40,8 @@ def remove_orphan_temporaries(run_dir: Path) -> list[Path]:
 
 def checkpoint_rows(path: Path) -> list[dict[str, Any]] | None:
     """The table rows a checkpoint keeps a copy of (under "rows", or "records" -> "rows"); None
-    when it keeps none (an older checkpoint), fails a CRC-32 check or cannot be read (the runner
-    reports those)."""
+    when it keeps none (an older checkpoint), is damaged (`failing_member`) or cannot be read (the
+    runner reports those)."""
     if failing_member(path) is not None:
         return None
     try:
@@ -81,8 +81,7 @@ def rebuild_table_from_checkpoint(
             return False
         raise DataFileError(
             f"{problem}, and {checkpoint} keeps no readable copy of its rows (an older or a damaged checkpoint): "
-            "restore the table "
-            "from a backup, or delete the run directory to start over"
+            "restore the table from a backup, or delete the run directory to start over"
         )
     if damaged:
         os.replace(table, table.with_name(table.name + DAMAGED_SUFFIX))

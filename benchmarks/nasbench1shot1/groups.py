@@ -74,11 +74,11 @@ class GroupLayout:
     def split_groups(self, images: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """A (B, 2k * C, H, W) tensor dense in the layout as its first and its last k stored
         groups, (k, B, *inner) each (views). Their gradients reach `images` in one copy
-        (`_SplitGroups`), where autograd's would concatenate them and then copy the result into
+        (`_ImagesSplit`), where autograd's would concatenate them and then copy the result into
         the images' layout."""
         if torch._C._are_functorch_transforms_active() or torch.compiler.is_compiling():
             return tuple(self.as_groups(images, 2 * k).split(k))
-        return _SplitGroups.apply(images, self, k)
+        return _ImagesSplit.apply(images, self, k)
 
 
 def combine_groups(coefficients: Tensor, groups: Tensor) -> Tensor:
@@ -341,10 +341,10 @@ class _StackGroup(torch.autograd.Function):
         return None, None, None
 
 
-class _SplitGroups(torch.autograd.Function):
-    """`GroupLayout.split_groups`: images -> (first k groups, last k groups), views. Backward: the
-    two gradients as one tensor in the images' layout (`GroupLayout.concatenated`, differentiable,
-    so a double backward goes through it)."""
+class _ImagesSplit(torch.autograd.Function):
+    """`GroupLayout.split_groups`: images -> (first k groups, last k groups), views (where
+    `_GroupsSplit` splits stored groups). Backward: the two gradients as one tensor in the images'
+    layout (`GroupLayout.concatenated`, differentiable, so a double backward goes through it)."""
 
     @staticmethod
     def forward(ctx, images: Tensor, layout: GroupLayout, k: int) -> tuple[Tensor, Tensor]:

@@ -26,10 +26,8 @@ from benchmarks.errors import brief
 KERNEL_DEVICES = ("cuda",)  # the tests add "cpu", for Triton's interpreter
 KERNEL_DTYPES = (torch.float32, torch.float64)
 MAX_ELEMENTS = 2**30  # the kernels index in 32-bit integers: room for a block past the end
-_enabled = True
-
-
-_works: dict[torch.device, bool] = {}
+_enabled = True  # `triton_kernels`
+_works: dict[torch.device, bool] = {}  # `triton_works`' answers
 
 
 def triton_works(device: torch.device) -> bool:
